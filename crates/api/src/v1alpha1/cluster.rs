@@ -1,0 +1,100 @@
+//! Cluster: cluster-wide settings and the overview of all its groups.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A TiKV cluster: one PD group and one or more TiKV groups refer to it by name.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "core.tikv.org",
+    version = "v1alpha1",
+    kind = "Cluster",
+    doc = "A TiKV cluster: cluster-wide settings and the overview of its PD and TiKV groups.",
+    namespaced,
+    status = "ClusterStatus",
+    shortname = "tkc",
+    category = "tikv-all",
+    printcolumn = r#"{"name":"PD","type":"string","jsonPath":".status.pd"}"#,
+    printcolumn = r#"{"name":"ID","type":"string","jsonPath":".status.id","priority":1}"#,
+    printcolumn = r#"{"name":"Paused","type":"boolean","jsonPath":".spec.paused"}"#,
+    printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name.size() <= 40").message("a Cluster name must be at most 40 characters")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Stop every change to this cluster's objects (pods, PVCs, PD state) until set back to
+    /// false. Status keeps being reported.
+    #[serde(default)]
+    pub paused: bool,
+    /// What to stop while the cluster is suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_action: Option<SuspendAction>,
+    /// Order in which components are upgraded.
+    #[serde(default)]
+    pub upgrade_policy: UpgradePolicy,
+    /// How many ControllerRevisions each group keeps.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(min = 0))]
+    pub revision_history_limit: i32,
+}
+
+fn default_revision_history_limit() -> i32 {
+    10
+}
+
+/// What a suspended cluster stops.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendAction {
+    /// Delete every pod (TiKV pods after their leaders are evicted) but keep PVCs and config, so
+    /// that resuming brings back the same stores and members with the same IDs.
+    #[serde(default)]
+    pub suspend_compute: bool,
+}
+
+/// Order in which components are upgraded.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpgradePolicy {
+    /// PD is upgraded before TiKV; TiKV waits until every PD runs the new version.
+    #[default]
+    Default,
+    /// Every group rolls out on its own.
+    NoConstraints,
+}
+
+/// Observed state of a Cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Available, Progressing, Ready, Suspended, Paused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Client URL of PD, e.g. `http://basic-pd.default:2379`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pd: Option<String>,
+    /// PD cluster ID, as a decimal string (it does not fit a JSON number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Replica counts per component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentStatus>,
+}
+
+/// Replica counts of one component over all its groups.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// `PD` or `TiKV`.
+    pub kind: String,
+    /// Desired instances.
+    pub replicas: i32,
+    /// Ready instances.
+    pub ready_replicas: i32,
+}

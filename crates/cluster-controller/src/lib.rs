@@ -1,0 +1,1 @@
+//! Reconciles Cluster: PD URL and cluster id, aggregated conditions

@@ -1,0 +1,1 @@
+//! Reconciles PDGroup and TiKVGroup: instances, services, revisions, rollouts, scale-in

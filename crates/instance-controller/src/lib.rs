@@ -1,0 +1,1 @@
+//! Reconciles PD and TiKV: pods, config, PVCs, PD membership and store state

@@ -1,0 +1,1 @@
+//! Client of PD's HTTP and gRPC APIs, as the operator needs them

@@ -1,0 +1,1 @@
+//! What every controller shares: telemetry, metrics and health server, SSA, conditions, leader election

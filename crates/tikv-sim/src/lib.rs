@@ -1,0 +1,1 @@
+//! A simulated TiKV store that speaks PD's real gRPC protocol (test data plane)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the real control-plane and PD binaries from Go modules (no container images, no release
+# downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
+# versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
+#
+#   e2e/tools/build.sh [etcd|k8s|pd ...]     (default: all)
+#
+# Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
+# fresh clones (CI) reuse it. Go's module and build caches are the usual ones and are reused too.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin_dir="${TIKV_OPERATOR_BIN_DIR:-$HOME/.cache/tikv-operator/bin}"
+mkdir -p "$bin_dir"
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "error: Go is not installed; it is needed to build etcd, kube-apiserver and pd-server (see README, Development)" >&2
+  exit 1
+fi
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+K8S_VERSION=1.34.1
+ETCD_VERSION=3.6.4
+# The module proxy here serves no v8.5.x commit of PD; this is the newest it serves: commit
+# 7179657d (2024-04-07, v8.1.0-alpha+4), an ancestor of every v8.1-v8.5 release, and the PD
+# version pinned by the 8.x release branches of pingcap/tiflow.
+PD_VERSION=8.1.0-alpha
+
+# stamp NAME: a hash of what decides the build, so a changed go.mod/go.sum or version rebuilds.
+stamp() {
+  cat "$here/$1/go.mod" "$here/$1/go.sum" "$here/build.sh" | sha256sum | cut -c1-16
+}
+
+# build NAME OUTPUTS... -- GO BUILD ARGS...
+build() {
+  local name="$1"; shift
+  local outs=()
+  while [ "$1" != "--" ]; do outs+=("$1"); shift; done
+  shift
+  local want have=""
+  want="$(stamp "$name")"
+  [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
+  local missing=0
+  for o in "${outs[@]}"; do [ -x "$bin_dir/$o" ] || missing=1; done
+  if [ "$missing" = 0 ] && [ "$want" = "$have" ]; then
+    echo "$name: up to date (${outs[*]})"
+    return
+  fi
+  echo "$name: building ${outs[*]} ..."
+  local start=$SECONDS
+  (cd "$here/$name" && go build -trimpath "$@")
+  echo "$want" >"$bin_dir/.$name.stamp"
+  echo "$name: built in $((SECONDS - start))s"
+}
+
+build_etcd() {
+  build etcd etcd -- -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3
+}
+
+build_k8s() {
+  local minor
+  minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
+  # Without these the server reports v0.0.0-master as its version.
+  local ldf="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
+    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+    -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION \
+    -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  build k8s kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
+    -ldflags "$ldf" -o "$bin_dir/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+
+build_pd() {
+  # PD's Makefile downloads tools; build the server package directly, without the dashboard.
+  build pd pd-server -- -tags without_dashboard \
+    -ldflags "-s -w -X github.com/tikv/pd/pkg/versioninfo.PDReleaseVersion=v$PD_VERSION -X github.com/tikv/pd/pkg/versioninfo.PDEdition=Community" \
+    -o "$bin_dir/pd-server" github.com/tikv/pd/cmd/pd-server
+}
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd)
+for t in "${targets[@]}"; do
+  case "$t" in
+    etcd) build_etcd ;;
+    k8s) build_k8s ;;
+    pd) build_pd ;;
+    *) echo "unknown target: $t (want etcd, k8s or pd)" >&2; exit 2 ;;
+  esac
+done
+echo "binaries in $bin_dir"
