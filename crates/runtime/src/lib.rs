@@ -1,1 +1,19 @@
-//! What every controller shares: telemetry, metrics and health server, SSA, conditions, leader election
+//! What every controller binary shares: structured logging, the metrics and health HTTP server,
+//! server-side apply with a per-controller field manager, pure condition merging, waiting for
+//! CRDs, and Lease-based leader election.
+
+pub mod conditions;
+pub mod crds;
+pub mod leader;
+pub mod metrics;
+pub mod server;
+pub mod ssa;
+pub mod telemetry;
+
+/// Field manager prefix; each controller applies as `tikv-operator/<controller>`.
+pub const FIELD_MANAGER_PREFIX: &str = "tikv-operator";
+
+/// The field manager of a controller, e.g. `tikv-operator/group-controller`.
+pub fn field_manager(controller: &str) -> String {
+    format!("{FIELD_MANAGER_PREFIX}/{controller}")
+}

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     kind = "Cluster",
     doc = "A TiKV cluster: cluster-wide settings and the overview of its PD and TiKV groups.",
     namespaced,
+    derive = "PartialEq",
     status = "ClusterStatus",
     shortname = "tkc",
     category = "tikv-all",
