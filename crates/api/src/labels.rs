@@ -1,7 +1,9 @@
 //! Label and annotation keys stamped on every object the operator creates.
 
-/// `app.kubernetes.io/name`: always `tikv-cluster`... the component's application.
+/// `app.kubernetes.io/name`: always [`NAME_VALUE`].
 pub const NAME: &str = "app.kubernetes.io/name";
+/// Value of [`NAME`].
+pub const NAME_VALUE: &str = "tikv";
 /// `app.kubernetes.io/instance`: the Cluster name.
 pub const INSTANCE: &str = "app.kubernetes.io/instance";
 /// `app.kubernetes.io/component`: `pd` or `tikv`.
@@ -18,3 +20,22 @@ pub const GROUP: &str = "tikv.org/group";
 pub const INSTANCE_NAME: &str = "tikv.org/instance";
 /// `tikv.org/revision`: the group revision an instance (and its pod) was built from.
 pub const REVISION: &str = "tikv.org/revision";
+
+use std::collections::BTreeMap;
+
+/// The labels that select every object of one group (pods, instances, services).
+pub fn group_selector(cluster: &str, component: &str, group: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (NAME.to_string(), NAME_VALUE.to_string()),
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (INSTANCE.to_string(), cluster.to_string()),
+        (COMPONENT.to_string(), component.to_string()),
+        (CLUSTER.to_string(), cluster.to_string()),
+        (GROUP.to_string(), group.to_string()),
+    ])
+}
+
+/// The selector as a string, as the scale subresource wants it.
+pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}

@@ -1,1 +1,79 @@
-//! Reconciles PDGroup and TiKVGroup: instances, services, revisions, rollouts, scale-in
+//! The group controller: reconciles PDGroup and TiKVGroup into instance objects (PD, TiKV),
+//! Services and ControllerRevisions, and reports the group status. It never talks to PD; the
+//! instance controller does, and reports back through instance status.
+
+pub mod build;
+pub mod component;
+pub mod plan;
+pub mod reconcile;
+pub mod revision;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::v1alpha1::{Cluster, GroupStatus, PDGroup, TiKVGroup};
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use operator_runtime::metrics::Metrics;
+
+use crate::component::GroupKind;
+use crate::reconcile::{Context, Error};
+
+/// Name of this controller (field manager suffix, lease, event reporter).
+pub const NAME: &str = "group-controller";
+
+/// CRDs this controller needs.
+pub const CRDS: &[&str] = &["clusters.core.tikv.org", "pdgroups.core.tikv.org", "pds.core.tikv.org", "tikvgroups.core.tikv.org", "tikvs.core.tikv.org"];
+
+/// Whether a group status says Ready.
+pub fn conditions_ready(status: &GroupStatus) -> bool {
+    operator_runtime::conditions::is_true(&status.conditions, "Ready")
+}
+
+fn error_policy<G: GroupKind>(_group: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "group reconcile failed");
+    ctx.metrics.failure(G::kind(&()).as_ref(), error.category());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller of one group kind until shutdown.
+async fn run_kind<G: GroupKind>(client: Client, ctx: Arc<Context>, concurrency: u16) {
+    let groups: Api<G> = Api::all(client.clone());
+    let controller = Controller::new(groups, watcher::Config::default()).with_config(Config::default().concurrency(concurrency));
+    let store = controller.store();
+    controller
+        .owns(Api::<G::Instance>::all(client.clone()), watcher::Config::default())
+        // A Cluster that appears, pauses or resumes wakes the groups that refer to it.
+        .watches(Api::<Cluster>::all(client), watcher::Config::default(), move |cluster: Cluster| {
+            let ns = cluster.namespace();
+            store
+                .state()
+                .into_iter()
+                .filter(|g| g.cluster().name == cluster.name_any() && g.namespace() == ns)
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile::reconcile::<G>, error_policy::<G>, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// Runs both group controllers until shutdown.
+pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
+    let reporter = Reporter { controller: operator_runtime::field_manager(NAME), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        manager: operator_runtime::field_manager(NAME),
+    });
+    tokio::join!(
+        run_kind::<PDGroup>(client.clone(), ctx.clone(), concurrency),
+        run_kind::<TiKVGroup>(client, ctx, concurrency)
+    );
+}

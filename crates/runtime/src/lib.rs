@@ -2,6 +2,7 @@
 //! server-side apply with a per-controller field manager, pure condition merging, waiting for
 //! CRDs, and Lease-based leader election.
 
+pub mod app;
 pub mod conditions;
 pub mod crds;
 pub mod leader;

@@ -83,9 +83,9 @@ pub struct PDTemplateSpec {
     /// PD configuration (TOML). Keys the operator owns (names, URLs, data dir) are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
-    /// Volumes; one must be mounted as `type: data`.
+    /// Volumes; one must be mounted as `type: data`. Required: a serde default (`[]`) would put
+    /// `default: []` into the schema, which the API server refuses next to `minItems: 1`.
     #[schemars(length(min = 1, max = 16))]
-    #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[x_kube(validation = Rule::new("self.exists(v, v.mounts.exists(m, has(m.type) && m.type == 'data'))")
         .message("a volume with a mount of type data is required"))]
@@ -191,6 +191,11 @@ pub struct PDSpec {
     /// Headless Service the pod's host name lives under; its DNS name is the member's address.
     #[x_kube(validation = Rule::new("self == oldSelf").message("subdomain is immutable"))]
     pub subdomain: String,
+    /// Names of the members that bootstrap a new PD cluster together (`--initial-cluster`); set by
+    /// the group on the members it creates before PD exists. Empty: join the running cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub initial_members: Vec<String>,
     /// The group's template spec.
     #[serde(flatten)]
     pub template: PDTemplateSpec,

@@ -111,9 +111,9 @@ pub struct TiKVTemplateSpec {
     /// TiKV configuration (TOML). Keys the operator owns (addresses, data dir, PD endpoints) are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
-    /// Volumes; one must be mounted as `type: data`.
+    /// Volumes; one must be mounted as `type: data`. Required: a serde default (`[]`) would put
+    /// `default: []` into the schema, which the API server refuses next to `minItems: 1`.
     #[schemars(length(min = 1, max = 16))]
-    #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[x_kube(validation = Rule::new("self.exists(v, v.mounts.exists(m, has(m.type) && m.type == 'data'))")
         .message("a volume with a mount of type data is required"))]

@@ -1,0 +1,243 @@
+//! What differs between PD and TiKV groups, behind one trait so that the group logic is written
+//! once.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use api::v1alpha1::{
+    ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy, TiKV, TiKVGroup, TiKVSpec,
+    UpdatePolicy,
+};
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use operator_runtime::conditions;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::plan::InstanceView;
+
+/// A group kind (PDGroup or TiKVGroup) and the instance kind it manages.
+pub trait GroupKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The instance kind.
+    type Instance: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
+    /// `pd` or `tikv`, for labels and names.
+    const COMPONENT: &'static str;
+    /// TiKV removes stores in two steps; PD deletes members directly.
+    const TWO_STEP_SCALE_IN: bool;
+    /// Named ports of the headless peer Service.
+    fn ports(&self) -> Vec<(&'static str, i32)>;
+    /// The Cluster reference.
+    fn cluster(&self) -> &ClusterReference;
+    /// `spec.replicas`.
+    fn replicas(&self) -> i32;
+    /// `spec.template` as JSON (what the revision hashes).
+    fn template(&self) -> serde_json::Value;
+    /// Version in the template.
+    fn version(&self) -> &str;
+    /// Update policy.
+    fn update_policy(&self) -> &UpdatePolicy;
+    /// Scheduling policy.
+    fn schedule_policy(&self) -> Option<&SchedulePolicy>;
+    /// Status, if any.
+    fn status(&self) -> Option<&GroupStatus>;
+    /// Builds the instance as the group wants it. `existing` is the current object, if any, for
+    /// what is fixed at creation (topology, PD initial members).
+    fn build_instance(
+        &self,
+        name: &str,
+        topology: Option<BTreeMap<String, String>>,
+        initial_members: &[String],
+        existing: Option<&Self::Instance>,
+    ) -> Self::Instance;
+    /// The planner's view of an instance.
+    fn view(instance: &Self::Instance) -> InstanceView;
+    /// The instance's `spec.offline` set to `offline` (TiKV); PD instances are returned unchanged.
+    fn with_offline(instance: &Self::Instance, offline: bool) -> Self::Instance;
+}
+
+/// Name of the headless Service that gives every pod of a group its stable DNS name.
+pub fn peer_service_name(group: &str) -> String {
+    format!("{group}-peer")
+}
+
+/// The view of the common parts of an instance.
+fn common_view(meta: &kube::api::ObjectMeta, status: Option<&InstanceStatus>) -> InstanceView {
+    let revision = meta.labels.as_ref().and_then(|l| l.get(api::labels::REVISION)).cloned();
+    let ready = status.is_some_and(|s| {
+        conditions::is_true(&s.conditions, "Ready") && s.current_revision.is_some() && s.current_revision == revision
+    });
+    InstanceView {
+        name: meta.name.clone().unwrap_or_default(),
+        revision,
+        ready,
+        deleting: meta.deletion_timestamp.is_some(),
+        ..Default::default()
+    }
+}
+
+/// Metadata of an instance object: labels (selector, template labels, revision) and the owner.
+fn instance_meta<G: Resource<DynamicType = ()>>(
+    group: &G,
+    cluster: &str,
+    component: &str,
+    name: &str,
+    template_meta: Option<&api::v1alpha1::ObjectMeta>,
+) -> kube::api::ObjectMeta {
+    let group_name = group.meta().name.clone().unwrap_or_default();
+    let mut labels: BTreeMap<String, String> = template_meta.map(|m| m.labels.clone()).unwrap_or_default();
+    labels.extend(api::labels::group_selector(cluster, component, &group_name));
+    labels.insert(api::labels::INSTANCE_NAME.to_string(), name.to_string());
+    kube::api::ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: group.meta().namespace.clone(),
+        labels: Some(labels),
+        annotations: template_meta.map(|m| m.annotations.clone()).filter(|a| !a.is_empty()),
+        owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+impl GroupKind for PDGroup {
+    type Instance = PD;
+    const COMPONENT: &'static str = "pd";
+    const TWO_STEP_SCALE_IN: bool = false;
+
+    fn ports(&self) -> Vec<(&'static str, i32)> {
+        let p = &self.spec.template.spec.server.ports;
+        vec![("client", p.client.port), ("peer", p.peer.port)]
+    }
+    fn cluster(&self) -> &ClusterReference {
+        &self.spec.cluster
+    }
+    fn replicas(&self) -> i32 {
+        self.spec.replicas
+    }
+    fn template(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec.template).unwrap_or_default()
+    }
+    fn version(&self) -> &str {
+        &self.spec.template.spec.version
+    }
+    fn update_policy(&self) -> &UpdatePolicy {
+        &self.spec.update_policy
+    }
+    fn schedule_policy(&self) -> Option<&SchedulePolicy> {
+        self.spec.schedule_policy.as_ref()
+    }
+    fn status(&self) -> Option<&GroupStatus> {
+        self.status.as_ref()
+    }
+    fn build_instance(
+        &self,
+        name: &str,
+        topology: Option<BTreeMap<String, String>>,
+        initial_members: &[String],
+        existing: Option<&PD>,
+    ) -> PD {
+        let group = self.meta().name.clone().unwrap_or_default();
+        let spec = PDSpec {
+            cluster: self.spec.cluster.clone(),
+            topology: existing.map(|e| e.spec.topology.clone()).unwrap_or(topology),
+            subdomain: peer_service_name(&group),
+            initial_members: existing.map(|e| e.spec.initial_members.clone()).unwrap_or_else(|| initial_members.to_vec()),
+            template: self.spec.template.spec.clone(),
+        };
+        let mut pd = PD::new(name, spec);
+        pd.metadata =
+            instance_meta(self, &self.spec.cluster.name, Self::COMPONENT, name, self.spec.template.metadata.as_ref());
+        pd
+    }
+    fn view(pd: &PD) -> InstanceView {
+        let status = pd.status.as_ref();
+        InstanceView {
+            leader: status.is_some_and(|s| s.is_leader),
+            topology: pd.spec.topology.clone(),
+            ..common_view(&pd.metadata, status.map(|s| &s.common))
+        }
+    }
+    fn with_offline(pd: &PD, _offline: bool) -> PD {
+        pd.clone()
+    }
+}
+
+impl GroupKind for TiKVGroup {
+    type Instance = TiKV;
+    const COMPONENT: &'static str = "tikv";
+    const TWO_STEP_SCALE_IN: bool = true;
+
+    fn ports(&self) -> Vec<(&'static str, i32)> {
+        let p = &self.spec.template.spec.server.ports;
+        vec![("client", p.client.port), ("status", p.status.port)]
+    }
+    fn cluster(&self) -> &ClusterReference {
+        &self.spec.cluster
+    }
+    fn replicas(&self) -> i32 {
+        self.spec.replicas
+    }
+    fn template(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec.template).unwrap_or_default()
+    }
+    fn version(&self) -> &str {
+        &self.spec.template.spec.version
+    }
+    fn update_policy(&self) -> &UpdatePolicy {
+        &self.spec.update_policy
+    }
+    fn schedule_policy(&self) -> Option<&SchedulePolicy> {
+        self.spec.schedule_policy.as_ref()
+    }
+    fn status(&self) -> Option<&GroupStatus> {
+        self.status.as_ref()
+    }
+    fn build_instance(
+        &self,
+        name: &str,
+        topology: Option<BTreeMap<String, String>>,
+        _initial_members: &[String],
+        existing: Option<&TiKV>,
+    ) -> TiKV {
+        let group = self.meta().name.clone().unwrap_or_default();
+        let spec = TiKVSpec {
+            cluster: self.spec.cluster.clone(),
+            topology: existing.map(|e| e.spec.topology.clone()).unwrap_or(topology),
+            subdomain: peer_service_name(&group),
+            offline: existing.is_some_and(|e| e.spec.offline),
+            template: self.spec.template.spec.clone(),
+        };
+        let mut tikv = TiKV::new(name, spec);
+        tikv.metadata =
+            instance_meta(self, &self.spec.cluster.name, Self::COMPONENT, name, self.spec.template.metadata.as_ref());
+        tikv
+    }
+    fn view(tikv: &TiKV) -> InstanceView {
+        let status = tikv.status.as_ref();
+        InstanceView {
+            offline: tikv.spec.offline,
+            offlined: status.is_some_and(|s| conditions::is_true(&s.common.conditions, "Offlined")),
+            topology: tikv.spec.topology.clone(),
+            ..common_view(&tikv.metadata, status.map(|s| &s.common))
+        }
+    }
+    fn with_offline(tikv: &TiKV, offline: bool) -> TiKV {
+        let mut t = tikv.clone();
+        t.spec.offline = offline;
+        t
+    }
+}

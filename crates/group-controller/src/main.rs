@@ -1,0 +1,20 @@
+use clap::Parser;
+
+/// Reconciles PDGroup and TiKVGroup objects of the TiKV operator.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    common: operator_runtime::app::CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let concurrency = args.common.concurrency;
+    operator_runtime::app::run(group_controller::NAME, args.common, group_controller::CRDS, |client, metrics| {
+        group_controller::run(client, metrics, concurrency)
+    })
+    .await?;
+    Ok(())
+}

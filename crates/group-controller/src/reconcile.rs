@@ -1,0 +1,238 @@
+//! The thin layer that observes, calls the pure planners, and applies their decisions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::v1alpha1::Cluster;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use operator_runtime::conditions::NewCondition;
+use operator_runtime::metrics::Metrics;
+use operator_runtime::ssa;
+
+use crate::build;
+use crate::component::GroupKind;
+use crate::plan::{self, Action, GroupView};
+use crate::revision;
+
+/// Shared state of the group controllers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Process metrics.
+    pub metrics: Metrics,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// SSA field manager.
+    pub manager: String,
+}
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The object has no namespace (the CRDs are namespaced, so this is a bug or a bad object).
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Low-cardinality category for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::NoNamespace => "invalid",
+        }
+    }
+}
+
+/// Random-enough lowercase suffix for instance names, from the clock and a counter.
+pub fn new_instance_name(group: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = Timestamp::now().as_nanosecond() as u64 ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e3779b97f4a7c15);
+    let mut x = seed.wrapping_mul(0x2545f4914f6cdd1d) ^ (seed >> 29);
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..6)
+        .map(|_| {
+            let c = alphabet[(x % alphabet.len() as u64) as usize] as char;
+            x /= alphabet.len() as u64;
+            c
+        })
+        .collect();
+    format!("{group}-{suffix}")
+}
+
+async fn event<G: GroupKind>(ctx: &Context, group: &G, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &group.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// Reconciles one group.
+pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let _timer = ctx.metrics.reconcile(G::kind(&()).as_ref());
+    let ns = group.namespace().ok_or(Error::NoNamespace)?;
+    let name = group.name_any();
+    if group.meta().deletion_timestamp.is_some() {
+        // Instances, services and revisions go through owner references.
+        return Ok(Requeue::await_change());
+    }
+    let groups: Api<G> = Api::namespaced(ctx.client.clone(), &ns);
+    let instances_api: Api<G::Instance> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Time(Timestamp::now());
+
+    let cluster_name = &group.cluster().name;
+    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster_name).await? else {
+        let msg = format!("Cluster {cluster_name} does not exist in namespace {ns}");
+        event(&ctx, group.as_ref(), EventType::Warning, "ClusterNotFound", msg.clone()).await;
+        let synced = NewCondition::new("Synced", false, "ClusterNotFound", msg);
+        let status = build::status(group.as_ref(), &[], "", synced, now);
+        ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
+        return Ok(Requeue::requeue(Duration::from_secs(30)));
+    };
+
+    let selector = api::labels::selector_string(&api::labels::group_selector(cluster_name, G::COMPONENT, &name));
+    let instances = instances_api.list(&ListParams::default().labels(&selector)).await?.items;
+    let update_revision = ensure_revision(&ctx, group.as_ref(), &ns, &cluster).await?;
+    let mut views: Vec<_> = instances.iter().map(G::view).collect();
+
+    if cluster.spec.paused {
+        let synced = NewCondition::new("Synced", false, "Paused", "the cluster is paused; nothing is changed");
+        let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
+        ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
+        return Ok(Requeue::await_change());
+    }
+
+    for svc in build::services(group.as_ref()) {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+        ssa::apply(&api, &ctx.manager, &svc.name_any(), &svc).await?;
+    }
+
+    let topologies = group.schedule_policy().and_then(|p| p.evenly_spread.as_ref()).map(|e| e.topologies.as_slice()).unwrap_or(&[]);
+    let view = GroupView {
+        desired: usize::try_from(group.replicas()).unwrap_or(0),
+        update_revision: &update_revision,
+        max_unavailable: usize::try_from(group.update_policy().max_unavailable).unwrap_or(1).max(1),
+        topologies,
+        two_step_scale_in: G::TWO_STEP_SCALE_IN,
+    };
+    let actions = plan::plan(&view, &views, || new_instance_name(&name));
+
+    // The first PD members bootstrap the cluster together; later ones join it.
+    let bootstrapping = G::COMPONENT == "pd" && cluster.status.as_ref().and_then(|s| s.id.as_ref()).is_none() && views.iter().all(|v| v.deleting);
+    let initial_members: Vec<String> = if bootstrapping {
+        actions.iter().filter_map(|a| if let Action::Create { name, .. } = a { Some(name.clone()) } else { None }).collect()
+    } else {
+        Vec::new()
+    };
+
+    for action in &actions {
+        match action {
+            Action::Create { name: iname, topology } => {
+                let mut obj = group.build_instance(iname, topology.clone(), &initial_members, None);
+                set_revision(&mut obj, &update_revision);
+                instances_api.create(&PostParams { field_manager: Some(ctx.manager.clone()), ..Default::default() }, &obj).await?;
+                event(&ctx, group.as_ref(), EventType::Normal, "InstanceCreated", format!("created {} {iname}", G::Instance::kind(&()))).await;
+                views.push(G::view(&obj));
+            }
+            Action::Update { name: iname } => {
+                let existing = instances.iter().find(|i| i.name_any() == *iname);
+                let mut obj = group.build_instance(iname, None, &[], existing);
+                set_revision(&mut obj, &update_revision);
+                ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
+                event(&ctx, group.as_ref(), EventType::Normal, "InstanceUpdating", format!("rolling {iname} to {update_revision}")).await;
+            }
+            Action::SetOffline { name: iname, offline } => {
+                if let Some(existing) = instances.iter().find(|i| i.name_any() == *iname) {
+                    let mut obj = group.build_instance(iname, None, &[], Some(&G::with_offline(existing, *offline)));
+                    let revision = existing.labels().get(api::labels::REVISION).cloned().unwrap_or_else(|| update_revision.clone());
+                    set_revision(&mut obj, &revision);
+                    ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
+                    let (reason, note) = if *offline {
+                        ("ScaleInStarted", format!("taking {iname} offline; PD moves its data away before it is deleted"))
+                    } else {
+                        ("ScaleInCancelled", format!("cancelled the removal of {iname}"))
+                    };
+                    event(&ctx, group.as_ref(), EventType::Normal, reason, note).await;
+                }
+            }
+            Action::Delete { name: iname } => {
+                instances_api.delete(iname, &DeleteParams::default()).await.map(|_| ()).or_else(ignore_not_found)?;
+                event(&ctx, group.as_ref(), EventType::Normal, "InstanceDeleted", format!("deleted {iname}")).await;
+            }
+        }
+    }
+
+    let synced = NewCondition::new("Synced", true, "Synced", "");
+    let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
+    let settled = crate::conditions_ready(&status) && actions.is_empty();
+    ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
+    // Instance changes wake us through the owner watch; the timer is a safety net.
+    Ok(Requeue::requeue(Duration::from_secs(if settled { 300 } else { 15 })))
+}
+
+fn set_revision<K: Resource>(obj: &mut K, revision: &str) {
+    obj.meta_mut().labels.get_or_insert_with(Default::default).insert(api::labels::REVISION.to_string(), revision.to_string());
+}
+
+fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {
+    match e {
+        kube::Error::Api(ref s) if s.code == 404 => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Stores the template as a ControllerRevision and returns its name (the update revision).
+/// Older revisions beyond the cluster's history limit are removed.
+async fn ensure_revision<G: GroupKind>(ctx: &Context, group: &G, ns: &str, cluster: &Cluster) -> Result<String, Error> {
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
+    let labels = build::revision_labels(group);
+    let template = group.template();
+    let existing = api.list(&ListParams::default().labels(&api::labels::selector_string(&labels))).await?.items;
+    let mut collision = group.status().and_then(|s| s.collision_count).unwrap_or(0);
+    let name = loop {
+        let candidate = revision::revision_name(&group.name_any(), &template, collision);
+        match existing.iter().find(|r| r.name_any() == candidate) {
+            Some(r) if r.data.as_ref().map(|d| &d.0) != Some(&template) => collision += 1,
+            _ => break candidate,
+        }
+    };
+    if !existing.iter().any(|r| r.name_any() == name) {
+        let next = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+        let rev = ControllerRevision {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels),
+                owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+                ..Default::default()
+            },
+            data: Some(RawExtension(template)),
+            revision: next,
+        };
+        match api.create(&PostParams::default(), &rev).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let limit = usize::try_from(cluster.spec.revision_history_limit).unwrap_or(0);
+    let in_use: Vec<String> = group.status().and_then(|s| s.current_revision.clone()).into_iter().chain([name.clone()]).collect();
+    let mut old: Vec<&ControllerRevision> = existing.iter().filter(|r| !in_use.contains(&r.name_any())).collect();
+    old.sort_by_key(|r| r.revision);
+    for r in old.iter().take(old.len().saturating_sub(limit)) {
+        api.delete(&r.name_any(), &DeleteParams::default()).await.map(|_| ()).or_else(ignore_not_found)?;
+    }
+    Ok(name)
+}

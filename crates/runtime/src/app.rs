@@ -1,0 +1,116 @@
+//! The start-up every controller binary shares: logging, the health and metrics server, waiting
+//! for the CRDs, leader election, then the controllers until shutdown or loss of the lease.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kube::Client;
+
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::server::{self, Readiness};
+use crate::telemetry::{self, LogFormat};
+
+/// Command-line flags common to every controller.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Run only while holding the controller's Lease (for Deployments with more than one replica).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Log format: json, text, or auto (json inside a pod).
+    #[arg(long, env = "LOG_FORMAT", default_value = "auto")]
+    pub log_format: LogFormat,
+    /// How many objects each controller reconciles at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+}
+
+/// Why a controller process stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Kubernetes client configuration.
+    #[error("cannot configure a Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    /// Health server.
+    #[error(transparent)]
+    Server(#[from] server::Error),
+    /// CRDs missing.
+    #[error(transparent)]
+    Crds(#[from] crate::crds::Error),
+    /// Another replica took the lease; exiting lets the Deployment restart us as a candidate.
+    #[error("lost the leader lease {0}")]
+    LostLease(String),
+}
+
+/// Runs a controller: `start` receives a client and the metrics and runs until shutdown.
+pub async fn run<F, Fut>(controller: &str, args: CommonArgs, crds: &[&str], start: F) -> Result<(), Error>
+where
+    F: FnOnce(Client, Metrics) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    telemetry::init(args.log_format);
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::default();
+    let addr = server::serve(args.metrics_addr, readiness.clone(), metrics.clone()).await?;
+    tracing::info!(controller, %addr, "serving /healthz, /readyz and /metrics");
+    crate::crds::wait_established(&client, crds, Duration::from_secs(120)).await?;
+
+    let lease_name = format!("tikv-operator-{controller}");
+    let mut leading = if args.leader_elect {
+        let identity = args.identity.clone().unwrap_or_else(|| format!("{controller}-{}", std::process::id()));
+        let cfg = LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: lease_name.clone(),
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        let mut rx = leader::spawn(client.clone(), cfg);
+        tracing::info!(lease = %lease_name, "waiting for the leader lease");
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return Err(Error::LostLease(lease_name));
+            }
+        }
+        Some(rx)
+    } else {
+        None
+    };
+    metrics.set_leader(true);
+    readiness.set(true);
+    tracing::info!(controller, "started");
+
+    let lost = async {
+        match leading.as_mut() {
+            Some(rx) => {
+                while *rx.borrow_and_update() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = start(client, metrics.clone()) => {
+            tracing::info!(controller, "stopped");
+            Ok(())
+        }
+        () = lost => {
+            metrics.set_leader(false);
+            Err(Error::LostLease(lease_name))
+        }
+    }
+}
