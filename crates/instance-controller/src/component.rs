@@ -1,0 +1,207 @@
+//! The PD- and TiKV-specific parts of the pod: program, flags, ports, probes.
+
+use api::v1alpha1::{PD, TiKV};
+use kube::{Resource, ResourceExt};
+
+use crate::pod::{self, CONFIG_DIR, CONFIG_FILE, PodInputs, fqdn, image_ref};
+
+/// Default data directory of PD.
+pub const PD_DATA_DIR: &str = "/var/lib/pd";
+/// Default data directory of TiKV.
+pub const TIKV_DATA_DIR: &str = "/var/lib/tikv";
+
+/// Program and flags of a PD member. Members listed in `initialMembers` bootstrap together with
+/// `--initial-cluster`; others `--join` the running cluster through the PD client Service.
+/// PD ignores both once its data directory has a member (a restart never re-bootstraps).
+pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> Vec<String> {
+    let ports = &pd.spec.template.server.ports;
+    let name = pd.name_any();
+    let host = fqdn(&name, &pd.spec.subdomain, namespace);
+    let mut args = vec![
+        "/pd-server".to_string(),
+        format!("--name={name}"),
+        format!("--data-dir={data_dir}"),
+        format!("--client-urls=http://$(POD_IP):{}", ports.client.port),
+        format!("--advertise-client-urls=http://{host}:{}", ports.client.port),
+        format!("--peer-urls=http://$(POD_IP):{}", ports.peer.port),
+        format!("--advertise-peer-urls=http://{host}:{}", ports.peer.port),
+        format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+    ];
+    if pd.spec.initial_members.is_empty() {
+        args.push(format!("--join={join_url}"));
+    } else {
+        let peers: Vec<String> = pd
+            .spec
+            .initial_members
+            .iter()
+            .map(|m| format!("{m}=http://{}:{}", fqdn(m, &pd.spec.subdomain, namespace), ports.peer.port))
+            .collect();
+        args.push(format!("--initial-cluster={}", peers.join(",")));
+    }
+    args
+}
+
+/// Program and flags of a TiKV store.
+pub fn tikv_command(tikv: &TiKV, namespace: &str, data_dir: &str, pd_url: &str) -> Vec<String> {
+    let ports = &tikv.spec.template.server.ports;
+    let host = fqdn(&tikv.name_any(), &tikv.spec.subdomain, namespace);
+    let mut args = vec![
+        "/tikv-server".to_string(),
+        format!("--pd={pd_url}"),
+        format!("--addr=$(POD_IP):{}", ports.client.port),
+        format!("--advertise-addr={host}:{}", ports.client.port),
+        format!("--status-addr=$(POD_IP):{}", ports.status.port),
+        format!("--advertise-status-addr={host}:{}", ports.status.port),
+        format!("--data-dir={data_dir}"),
+        format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
+    ];
+    let labels = &tikv.spec.template.server.labels;
+    if !labels.is_empty() {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.push(format!("--labels={}", l.join(",")));
+    }
+    args
+}
+
+/// The advertised client address of a store, as PD records it.
+pub fn tikv_address(tikv: &TiKV, namespace: &str) -> String {
+    format!("{}:{}", fqdn(&tikv.name_any(), &tikv.spec.subdomain, namespace), tikv.spec.template.server.ports.client.port)
+}
+
+/// Pod inputs of a PD member.
+pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Option<PodInputs<'a>> {
+    let spec = &pd.spec.template;
+    let data = pod::data_dir(&spec.volumes, PD_DATA_DIR)?;
+    Some(PodInputs {
+        name: pd.meta().name.as_deref().unwrap_or_default(),
+        namespace,
+        labels: pd.labels().clone(),
+        owner: pd.controller_owner_ref(&())?,
+        subdomain: &pd.spec.subdomain,
+        topology: pd.spec.topology.as_ref(),
+        component: "pd",
+        image: image_ref(&spec.image, &spec.version),
+        command: pd_command(pd, namespace, &data, join_url),
+        ports: vec![("client", spec.server.ports.client.port), ("peer", spec.server.ports.peer.port)],
+        readiness: pod::tcp_probe(spec.server.ports.client.port),
+        volumes: &spec.volumes,
+        data_path: PD_DATA_DIR,
+        resources: spec.resources.as_ref(),
+        overlay: spec.overlay.as_ref(),
+    })
+}
+
+/// Pod inputs of a TiKV store.
+pub fn tikv_pod_inputs<'a>(tikv: &'a TiKV, namespace: &'a str, pd_url: &str) -> Option<PodInputs<'a>> {
+    let spec = &tikv.spec.template;
+    let data = pod::data_dir(&spec.volumes, TIKV_DATA_DIR)?;
+    Some(PodInputs {
+        name: tikv.meta().name.as_deref().unwrap_or_default(),
+        namespace,
+        labels: tikv.labels().clone(),
+        owner: tikv.controller_owner_ref(&())?,
+        subdomain: &tikv.spec.subdomain,
+        topology: tikv.spec.topology.as_ref(),
+        component: "tikv",
+        image: image_ref(&spec.image, &spec.version),
+        command: tikv_command(tikv, namespace, &data, pd_url),
+        ports: vec![("client", spec.server.ports.client.port), ("status", spec.server.ports.status.port)],
+        readiness: pod::http_probe("/status", spec.server.ports.status.port),
+        volumes: &spec.volumes,
+        data_path: TIKV_DATA_DIR,
+        resources: spec.resources.as_ref(),
+        overlay: spec.overlay.as_ref(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::build_pod;
+
+    fn pd(initial: &[&str]) -> PD {
+        let mut pd: PD = serde_yaml::from_str(
+            r#"
+apiVersion: core.tikv.org/v1alpha1
+kind: PD
+metadata: {name: basic-pd-abc, namespace: ns, uid: u1, labels: {tikv.org/revision: r1}}
+spec:
+  cluster: {name: basic}
+  subdomain: basic-pd-peer
+  version: v8.5.0
+  volumes: [{name: data, mounts: [{type: data}], storage: 1Gi}]
+  overlay:
+    pod:
+      metadata: {labels: {team: storage}}
+      spec:
+        tolerations: [{key: dedicated, operator: Exists}]
+        containers: [{name: pd, env: [{name: GODEBUG, value: "madvdontneed=1"}]}]
+"#,
+        )
+        .unwrap();
+        pd.spec.initial_members = initial.iter().map(|s| s.to_string()).collect();
+        pd
+    }
+
+    #[test]
+    fn initial_members_bootstrap_others_join() {
+        let args = pd_command(&pd(&["basic-pd-abc", "basic-pd-def"]), "ns", "/var/lib/pd", "http://basic-pd.ns.svc:2379");
+        assert!(args.contains(&"--initial-cluster=basic-pd-abc=http://basic-pd-abc.basic-pd-peer.ns.svc:2380,basic-pd-def=http://basic-pd-def.basic-pd-peer.ns.svc:2380".to_string()));
+        assert!(!args.iter().any(|a| a.starts_with("--join")));
+        assert!(args.contains(&"--client-urls=http://$(POD_IP):2379".to_string()));
+        assert!(args.contains(&"--advertise-client-urls=http://basic-pd-abc.basic-pd-peer.ns.svc:2379".to_string()));
+        let join = pd_command(&pd(&[]), "ns", "/var/lib/pd", "http://basic-pd.ns.svc:2379");
+        assert!(join.contains(&"--join=http://basic-pd.ns.svc:2379".to_string()));
+        assert!(!join.iter().any(|a| a.starts_with("--initial-cluster")));
+    }
+
+    #[test]
+    fn pd_pod_has_stable_identity_volumes_and_overlay() {
+        let p = pd(&[]);
+        let pod = build_pod(&pd_pod_inputs(&p, "ns", "http://basic-pd.ns.svc:2379").unwrap()).unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("basic-pd-abc"));
+        assert_eq!(spec.subdomain.as_deref(), Some("basic-pd-peer"));
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("pingcap/pd:v8.5.0"));
+        let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
+        assert_eq!(mounts, [("config", CONFIG_DIR), ("data", PD_DATA_DIR)]);
+        let pvc = spec.volumes.as_ref().unwrap()[1].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!(pvc.claim_name, "data-basic-pd-abc");
+        // Overlay: env merged into the same container, tolerations added, labels added.
+        let env: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_IP", "GODEBUG"]);
+        assert_eq!(spec.containers.len(), 1);
+        assert_eq!(spec.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+        let labels = pod.metadata.labels.unwrap();
+        assert_eq!(labels["team"], "storage");
+        assert_eq!(labels["tikv.org/revision"], "r1");
+        assert_eq!(pod.metadata.owner_references.unwrap()[0].kind, "PD");
+    }
+
+    #[test]
+    fn tikv_flags_and_image_references() {
+        let t: TiKV = serde_yaml::from_str(
+            r#"
+apiVersion: core.tikv.org/v1alpha1
+kind: TiKV
+metadata: {name: basic-tikv-x, namespace: ns, uid: u2}
+spec:
+  cluster: {name: basic}
+  subdomain: basic-tikv-peer
+  version: v8.5.0
+  server: {labels: {rack: r1}}
+  volumes: [{name: data, mounts: [{type: data, mountPath: /data}], storage: 1Gi}]
+"#,
+        )
+        .unwrap();
+        let inputs = tikv_pod_inputs(&t, "ns", "http://basic-pd.ns.svc:2379").unwrap();
+        assert!(inputs.command.contains(&"--data-dir=/data".to_string()));
+        assert!(inputs.command.contains(&"--advertise-addr=basic-tikv-x.basic-tikv-peer.ns.svc:20160".to_string()));
+        assert!(inputs.command.contains(&"--labels=rack=r1".to_string()));
+        assert_eq!(tikv_address(&t, "ns"), "basic-tikv-x.basic-tikv-peer.ns.svc:20160");
+        assert_eq!(image_ref("pingcap/tikv", "v8.5.0"), "pingcap/tikv:v8.5.0");
+        assert_eq!(image_ref("registry:5000/pingcap/tikv", "v8.5.0"), "registry:5000/pingcap/tikv:v8.5.0");
+        assert_eq!(image_ref("pingcap/tikv:nightly", "v8.5.0"), "pingcap/tikv:nightly");
+    }
+}
