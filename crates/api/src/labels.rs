@@ -37,5 +37,9 @@ pub fn group_selector(cluster: &str, component: &str, group: &str) -> BTreeMap<S
 
 /// The selector as a string, as the scale subresource wants it.
 pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -14,7 +14,13 @@ pub const GROUP: &str = "core.tikv.org";
 /// All CRDs, in install order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     use v1alpha1::*;
-    vec![Cluster::crd(), PDGroup::crd(), PD::crd(), TiKVGroup::crd(), TiKV::crd()]
+    vec![
+        Cluster::crd(),
+        PDGroup::crd(),
+        PD::crd(),
+        TiKVGroup::crd(),
+        TiKV::crd(),
+    ]
 }
 
 /// Directory of the CRD chart's templates, relative to the repository root.

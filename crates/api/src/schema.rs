@@ -17,5 +17,4 @@ pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `topology` may be set at creation only.
-pub const TOPOLOGY_IMMUTABLE_CEL: &str =
-    "has(self.topology) == has(oldSelf.topology) && (!has(self.topology) || self.topology == oldSelf.topology)";
+pub const TOPOLOGY_IMMUTABLE_CEL: &str = "has(self.topology) == has(oldSelf.topology) && (!has(self.topology) || self.topology == oldSelf.topology)";

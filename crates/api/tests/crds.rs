@@ -31,14 +31,10 @@ fn rules(s: &JSONSchemaProps, out: &mut Vec<(String, String)>) {
     if let Some(items) = &s.items {
         match items {
             JSONSchemaPropsOrArray::Schema(i) => rules(i, out),
-            JSONSchemaPropsOrArray::Schemas(is) => {
-                is.iter().for_each(|i| rules(i, out))
-            }
+            JSONSchemaPropsOrArray::Schemas(is) => is.iter().for_each(|i| rules(i, out)),
         }
     }
-    if let Some(JSONSchemaPropsOrBool::Schema(a)) =
-        &s.additional_properties
-    {
+    if let Some(JSONSchemaPropsOrBool::Schema(a)) = &s.additional_properties {
         rules(a, out);
     }
 }
@@ -51,7 +47,9 @@ fn messages(plural: &str) -> Vec<String> {
 
 #[test]
 fn committed_crd_yaml_is_up_to_date() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(api::CRD_CHART_TEMPLATES);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(api::CRD_CHART_TEMPLATES);
     for (file, yaml) in api::crd_files().unwrap() {
         let committed = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
         assert!(
@@ -66,14 +64,20 @@ fn committed_crd_yaml_is_up_to_date() {
 #[test]
 fn every_kind_has_status_and_groups_have_scale() {
     for plural in ["clusters", "pdgroups", "pds", "tikvgroups", "tikvs"] {
-        let sub = crd(plural).spec.versions[0].subresources.clone().expect("subresources");
+        let sub = crd(plural).spec.versions[0]
+            .subresources
+            .clone()
+            .expect("subresources");
         assert!(sub.status.is_some(), "{plural} has no status subresource");
         let scale = sub.scale;
         if plural.ends_with("groups") {
             let scale = scale.unwrap_or_else(|| panic!("{plural} has no scale subresource"));
             assert_eq!(scale.spec_replicas_path, ".spec.replicas");
             assert_eq!(scale.status_replicas_path, ".status.replicas");
-            assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+            assert_eq!(
+                scale.label_selector_path.as_deref(),
+                Some(".status.selector")
+            );
         } else {
             assert!(scale.is_none(), "{plural} must not be scalable");
         }
@@ -92,15 +96,34 @@ fn names_categories_and_printer_columns() {
     };
     assert_eq!(
         columns("tikvs"),
-        ["Cluster", "StoreID", "State", "Leaders", "Regions", "Ready", "Version", "Age"]
+        [
+            "Cluster", "StoreID", "State", "Leaders", "Regions", "Ready", "Version", "Age"
+        ]
     );
-    assert_eq!(columns("pds"), ["Cluster", "ID", "Leader", "Version", "Ready", "Age"]);
+    assert_eq!(
+        columns("pds"),
+        ["Cluster", "ID", "Leader", "Version", "Ready", "Age"]
+    );
     for g in ["pdgroups", "tikvgroups"] {
-        assert_eq!(columns(g), ["Cluster", "Desired", "Ready", "Updated", "Version", "Age"]);
+        assert_eq!(
+            columns(g),
+            ["Cluster", "Desired", "Ready", "Updated", "Version", "Age"]
+        );
     }
-    for (plural, short) in [("clusters", Some("tkc")), ("pdgroups", Some("pdg")), ("tikvgroups", Some("tkvg"))] {
+    for (plural, short) in [
+        ("clusters", Some("tkc")),
+        ("pdgroups", Some("pdg")),
+        ("tikvgroups", Some("tkvg")),
+    ] {
         let names = crd(plural).spec.names;
-        assert_eq!(names.short_names.unwrap_or_default().first().map(String::as_str), short);
+        assert_eq!(
+            names
+                .short_names
+                .unwrap_or_default()
+                .first()
+                .map(String::as_str),
+            short
+        );
         assert_eq!(names.categories.unwrap_or_default(), ["tikv-all"]);
     }
 }
@@ -119,55 +142,76 @@ fn every_cel_rule_is_in_the_schema_with_its_message() {
         "cluster.name must not be empty",
     ];
     let expect: [(&str, Vec<&str>); 5] = [
-        ("clusters", vec!["a Cluster name must be at most 40 characters"]),
+        (
+            "clusters",
+            vec!["a Cluster name must be at most 40 characters"],
+        ),
         (
             "pdgroups",
-            [&template_rules[..], &[
-                "a PDGroup name must be at most 40 characters",
-                "replicas must not be negative",
-                "must be a duration such as 30s, 10m or 1h",
-            ]]
+            [
+                &template_rules[..],
+                &[
+                    "a PDGroup name must be at most 40 characters",
+                    "replicas must not be negative",
+                    "must be a duration such as 30s, 10m or 1h",
+                ],
+            ]
             .concat(),
         ),
         (
             "pds",
-            [&template_rules[..], &[
-                "a PD name must be at most 47 characters",
-                "subdomain is immutable",
-                "topology is immutable",
-            ]]
+            [
+                &template_rules[..],
+                &[
+                    "a PD name must be at most 47 characters",
+                    "subdomain is immutable",
+                    "topology is immutable",
+                ],
+            ]
             .concat(),
         ),
         (
             "tikvgroups",
-            [&template_rules[..], &[
-                "a TiKVGroup name must be at most 40 characters",
-                "replicas must not be negative",
-                "must be a duration such as 30s, 10m or 1h",
-                "store labels zone, host and region are set by the operator",
-            ]]
+            [
+                &template_rules[..],
+                &[
+                    "a TiKVGroup name must be at most 40 characters",
+                    "replicas must not be negative",
+                    "must be a duration such as 30s, 10m or 1h",
+                    "store labels zone, host and region are set by the operator",
+                ],
+            ]
             .concat(),
         ),
         (
             "tikvs",
-            [&template_rules[..], &[
-                "a TiKV name must be at most 47 characters",
-                "subdomain is immutable",
-                "topology is immutable",
-                "store labels zone, host and region are set by the operator",
-            ]]
+            [
+                &template_rules[..],
+                &[
+                    "a TiKV name must be at most 47 characters",
+                    "subdomain is immutable",
+                    "topology is immutable",
+                    "store labels zone, host and region are set by the operator",
+                ],
+            ]
             .concat(),
         ),
     ];
     for (plural, wanted) in expect {
         let have = messages(plural);
         for m in wanted {
-            assert!(have.iter().any(|h| h == m), "{plural}: no rule with message {m:?}; have {have:?}");
+            assert!(
+                have.iter().any(|h| h == m),
+                "{plural}: no rule with message {m:?}; have {have:?}"
+            );
         }
     }
     // Rules that iterate need bounds, or the API server rejects them for their estimated cost.
     let s = schema("tikvgroups");
-    let volumes = &s.properties.as_ref().unwrap()["spec"].properties.as_ref().unwrap()["template"]
+    let volumes = &s.properties.as_ref().unwrap()["spec"]
+        .properties
+        .as_ref()
+        .unwrap()["template"]
         .properties
         .as_ref()
         .unwrap()["spec"]
@@ -192,15 +236,16 @@ fn every_field_has_a_description() {
             }
             walk(&here, p, missing);
         }
-        if let Some(JSONSchemaPropsOrArray::Schema(i)) =
-            &s.items
-        {
+        if let Some(JSONSchemaPropsOrArray::Schema(i)) = &s.items {
             walk(&format!("{path}[]"), i, missing);
         }
     }
     for plural in ["clusters", "pdgroups", "pds", "tikvgroups", "tikvs"] {
         let mut missing = Vec::new();
         walk("", &schema(plural), &mut missing);
-        assert!(missing.is_empty(), "{plural}: fields without a description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{plural}: fields without a description: {missing:?}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Every manifest under examples/ is valid against the Rust types, and the defaults users rely on
 //! are filled in.
 
-use api::v1alpha1::{Cluster, PDGroup, TiKV, TiKVGroup, PD};
+use api::v1alpha1::{Cluster, PD, PDGroup, TiKV, TiKVGroup};
 use serde::Deserialize;
 
 /// All YAML documents under examples/, with the file they came from.
@@ -34,13 +34,21 @@ fn check(file: &str, doc: serde_yaml::Value) -> String {
     let strict = |doc: serde_yaml::Value| -> Result<(), String> {
         let json = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
         let back = match kind.as_str() {
-            "Cluster" => serde_json::to_value(serde_json::from_value::<Cluster>(json.clone()).map_err(|e| e.to_string())?),
-            "PDGroup" => serde_json::to_value(serde_json::from_value::<PDGroup>(json.clone()).map_err(|e| e.to_string())?),
-            "TiKVGroup" => {
-                serde_json::to_value(serde_json::from_value::<TiKVGroup>(json.clone()).map_err(|e| e.to_string())?)
-            }
-            "PD" => serde_json::to_value(serde_json::from_value::<PD>(json.clone()).map_err(|e| e.to_string())?),
-            "TiKV" => serde_json::to_value(serde_json::from_value::<TiKV>(json.clone()).map_err(|e| e.to_string())?),
+            "Cluster" => serde_json::to_value(
+                serde_json::from_value::<Cluster>(json.clone()).map_err(|e| e.to_string())?,
+            ),
+            "PDGroup" => serde_json::to_value(
+                serde_json::from_value::<PDGroup>(json.clone()).map_err(|e| e.to_string())?,
+            ),
+            "TiKVGroup" => serde_json::to_value(
+                serde_json::from_value::<TiKVGroup>(json.clone()).map_err(|e| e.to_string())?,
+            ),
+            "PD" => serde_json::to_value(
+                serde_json::from_value::<PD>(json.clone()).map_err(|e| e.to_string())?,
+            ),
+            "TiKV" => serde_json::to_value(
+                serde_json::from_value::<TiKV>(json.clone()).map_err(|e| e.to_string())?,
+            ),
             other => return Err(format!("unexpected kind {other:?}")),
         }
         .map_err(|e| e.to_string())?;
@@ -61,9 +69,11 @@ fn contains(have: &serde_json::Value, want: &serde_json::Value) -> Result<(), St
             }
             Ok(())
         }
-        (serde_json::Value::Array(h), serde_json::Value::Array(w)) if h.len() == w.len() => {
-            h.iter().zip(w).enumerate().try_for_each(|(i, (h, w))| contains(h, w).map_err(|p| format!("[{i}]{p}")))
-        }
+        (serde_json::Value::Array(h), serde_json::Value::Array(w)) if h.len() == w.len() => h
+            .iter()
+            .zip(w)
+            .enumerate()
+            .try_for_each(|(i, (h, w))| contains(h, w).map_err(|p| format!("[{i}]{p}"))),
         (h, w) if h == w => Ok(()),
         // Quantities like 20Gi stay strings; numbers written as strings are fine too.
         (h, w) if h.as_str().is_some() && h.as_str() == w.as_str() => Ok(()),
@@ -82,13 +92,23 @@ fn every_example_parses_and_keeps_every_field() {
 
 #[test]
 fn basic_example_is_a_cluster_with_three_pd_and_three_tikv() {
-    let docs: Vec<_> = documents().into_iter().filter(|(f, _)| f.contains("/basic/")).collect();
+    let docs: Vec<_> = documents()
+        .into_iter()
+        .filter(|(f, _)| f.contains("/basic/"))
+        .collect();
     let kinds: Vec<String> = docs.iter().map(|(f, d)| check(f, d.clone())).collect();
     for k in ["Cluster", "PDGroup", "TiKVGroup"] {
-        assert_eq!(kinds.iter().filter(|x| *x == k).count(), 1, "basic has one {k}");
+        assert_eq!(
+            kinds.iter().filter(|x| *x == k).count(),
+            1,
+            "basic has one {k}"
+        );
     }
     let get = |kind: &str| {
-        let (_, d) = docs.iter().find(|(_, d)| d["kind"].as_str() == Some(kind)).unwrap();
+        let (_, d) = docs
+            .iter()
+            .find(|(_, d)| d["kind"].as_str() == Some(kind))
+            .unwrap();
         serde_json::to_value(d).unwrap()
     };
     let pd: PDGroup = serde_json::from_value(get("PDGroup")).unwrap();
@@ -133,9 +153,15 @@ status:
     assert_eq!(tikv.spec.template.version, "v8.5.0");
     assert_eq!(tikv.spec.template.server.ports.client.port, 20160);
     let status = tikv.status.clone().unwrap();
-    assert_eq!(status.common.current_revision.as_deref(), Some("basic-tikv-5d8f"));
+    assert_eq!(
+        status.common.current_revision.as_deref(),
+        Some("basic-tikv-5d8f")
+    );
     assert_eq!(status.common.conditions[0].type_, "Ready");
-    assert_eq!((status.leader_count, status.region_count), (Some(12), Some(30)));
+    assert_eq!(
+        (status.leader_count, status.region_count),
+        (Some(12), Some(30))
+    );
     let back: TiKV = serde_json::from_value(serde_json::to_value(&tikv).unwrap()).unwrap();
     assert_eq!(back, tikv);
 }

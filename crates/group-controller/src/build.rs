@@ -10,7 +10,12 @@ use operator_runtime::conditions::{self, NewCondition};
 use crate::component::{GroupKind, peer_service_name};
 use crate::plan::InstanceView;
 
-fn service<G: GroupKind>(group: &G, name: String, headless: bool, ports: &[(&'static str, i32)]) -> Service {
+fn service<G: GroupKind>(
+    group: &G,
+    name: String,
+    headless: bool,
+    ports: &[(&'static str, i32)],
+) -> Service {
     let group_name = group.meta().name.clone().unwrap_or_default();
     let selector = api::labels::group_selector(&group.cluster().name, G::COMPONENT, &group_name);
     Service {
@@ -65,30 +70,57 @@ pub fn status<G: GroupKind>(
 ) -> GroupStatus {
     let old = group.status().cloned().unwrap_or_default();
     let desired = usize::try_from(group.replicas()).unwrap_or(0);
-    let live: Vec<&InstanceView> = instances.iter().filter(|i| !i.deleting && !i.offline).collect();
+    let live: Vec<&InstanceView> = instances
+        .iter()
+        .filter(|i| !i.deleting && !i.offline)
+        .collect();
     let ready = live.iter().filter(|i| i.ready).count();
-    let updated = live.iter().filter(|i| i.revision.as_deref() == Some(update_revision)).count();
+    let updated = live
+        .iter()
+        .filter(|i| i.revision.as_deref() == Some(update_revision))
+        .count();
     let rolled_out = updated == live.len() && live.len() == desired;
     let current_revision = if rolled_out || old.current_revision.is_none() {
         update_revision.to_string()
     } else {
         old.current_revision.clone().unwrap_or_default()
     };
-    let current = live.iter().filter(|i| i.revision.as_deref() == Some(current_revision.as_str())).count();
+    let current = live
+        .iter()
+        .filter(|i| i.revision.as_deref() == Some(current_revision.as_str()))
+        .count();
     let is_ready = rolled_out && ready == desired;
-    let version = if is_ready { Some(group.version().to_string()) } else { old.version.clone() };
-    let leaving = instances.iter().filter(|i| i.offline && !i.deleting).count();
+    let version = if is_ready {
+        Some(group.version().to_string())
+    } else {
+        old.version.clone()
+    };
+    let leaving = instances
+        .iter()
+        .filter(|i| i.offline && !i.deleting)
+        .count();
     let progressing_message = if is_ready {
         String::new()
     } else {
-        format!("{ready}/{desired} ready, {updated}/{desired} at {update_revision}, {leaving} leaving")
+        format!(
+            "{ready}/{desired} ready, {updated}/{desired} at {update_revision}, {leaving} leaving"
+        )
     };
     let new = [
-        NewCondition::new("Ready", is_ready, if is_ready { "AllReady" } else { "NotAllReady" }, progressing_message.clone()),
+        NewCondition::new(
+            "Ready",
+            is_ready,
+            if is_ready { "AllReady" } else { "NotAllReady" },
+            progressing_message.clone(),
+        ),
         NewCondition::new(
             "Progressing",
             !is_ready || leaving > 0,
-            if is_ready && leaving == 0 { "Stable" } else { "Reconciling" },
+            if is_ready && leaving == 0 {
+                "Stable"
+            } else {
+                "Reconciling"
+            },
             progressing_message,
         ),
         synced,
@@ -115,7 +147,11 @@ pub fn status<G: GroupKind>(
 
 /// The labels of a ControllerRevision of a group.
 pub fn revision_labels<G: GroupKind>(group: &G) -> BTreeMap<String, String> {
-    api::labels::group_selector(&group.cluster().name, G::COMPONENT, &group.meta().name.clone().unwrap_or_default())
+    api::labels::group_selector(
+        &group.cluster().name,
+        G::COMPONENT,
+        &group.meta().name.clone().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -145,7 +181,12 @@ spec:
     }
 
     fn view(name: &str, rev: &str, ready: bool) -> InstanceView {
-        InstanceView { name: name.into(), revision: Some(rev.into()), ready, ..Default::default() }
+        InstanceView {
+            name: name.into(),
+            revision: Some(rev.into()),
+            ready,
+            ..Default::default()
+        }
     }
 
     fn now() -> Time {
@@ -156,17 +197,42 @@ spec:
     fn ready_only_when_all_desired_instances_are_ready_and_updated() {
         let g = tikv_group(3);
         let synced = NewCondition::new("Synced", true, "Synced", "");
-        let s = status(&g, &[view("a", "r1", true), view("b", "r1", true), view("c", "r1", false)], "r1", synced.clone(), now());
-        assert_eq!((s.replicas, s.ready_replicas, s.updated_replicas), (3, 2, 3));
+        let s = status(
+            &g,
+            &[
+                view("a", "r1", true),
+                view("b", "r1", true),
+                view("c", "r1", false),
+            ],
+            "r1",
+            synced.clone(),
+            now(),
+        );
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.updated_replicas),
+            (3, 2, 3)
+        );
         assert!(!conditions::is_true(&s.conditions, "Ready"));
         assert!(conditions::is_true(&s.conditions, "Progressing"));
         assert_eq!(s.version, None);
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(
             s.selector.as_deref(),
-            Some("app.kubernetes.io/component=tikv,app.kubernetes.io/instance=basic,app.kubernetes.io/managed-by=tikv-operator,app.kubernetes.io/name=tikv,tikv.org/cluster=basic,tikv.org/group=basic-tikv")
+            Some(
+                "app.kubernetes.io/component=tikv,app.kubernetes.io/instance=basic,app.kubernetes.io/managed-by=tikv-operator,app.kubernetes.io/name=tikv,tikv.org/cluster=basic,tikv.org/group=basic-tikv"
+            )
         );
-        let s = status(&g, &[view("a", "r1", true), view("b", "r1", true), view("c", "r1", true)], "r1", synced, now());
+        let s = status(
+            &g,
+            &[
+                view("a", "r1", true),
+                view("b", "r1", true),
+                view("c", "r1", true),
+            ],
+            "r1",
+            synced,
+            now(),
+        );
         assert!(conditions::is_true(&s.conditions, "Ready"));
         assert!(!conditions::is_true(&s.conditions, "Progressing"));
         assert_eq!(s.version.as_deref(), Some("v8.5.0"));
@@ -176,12 +242,30 @@ spec:
     fn current_revision_moves_when_the_rollout_completes() {
         let mut g = tikv_group(2);
         let synced = NewCondition::new("Synced", true, "Synced", "");
-        g.status = Some(status(&g, &[view("a", "r1", true), view("b", "r1", true)], "r1", synced.clone(), now()));
-        let mid = status(&g, &[view("a", "r2", true), view("b", "r1", true)], "r2", synced.clone(), now());
+        g.status = Some(status(
+            &g,
+            &[view("a", "r1", true), view("b", "r1", true)],
+            "r1",
+            synced.clone(),
+            now(),
+        ));
+        let mid = status(
+            &g,
+            &[view("a", "r2", true), view("b", "r1", true)],
+            "r2",
+            synced.clone(),
+            now(),
+        );
         assert_eq!(mid.current_revision.as_deref(), Some("r1"));
         assert_eq!((mid.current_replicas, mid.updated_replicas), (1, 1));
         g.status = Some(mid);
-        let done = status(&g, &[view("a", "r2", true), view("b", "r2", true)], "r2", synced, now());
+        let done = status(
+            &g,
+            &[view("a", "r2", true), view("b", "r2", true)],
+            "r2",
+            synced,
+            now(),
+        );
         assert_eq!(done.current_revision.as_deref(), Some("r2"));
     }
 
@@ -200,16 +284,30 @@ spec:
         )
         .unwrap();
         let svcs = services(&g);
-        let names: Vec<_> = svcs.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = svcs
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["basic-pd-peer", "basic-pd"]);
         let peer = svcs[0].spec.as_ref().unwrap();
         assert_eq!(peer.cluster_ip.as_deref(), Some("None"));
         assert_eq!(peer.publish_not_ready_addresses, Some(true));
-        assert_eq!(peer.ports.as_ref().unwrap().iter().map(|p| p.port).collect::<Vec<_>>(), [2379, 2380]);
+        assert_eq!(
+            peer.ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|p| p.port)
+                .collect::<Vec<_>>(),
+            [2379, 2380]
+        );
         let client = svcs[1].spec.as_ref().unwrap();
         assert_eq!(client.cluster_ip, None);
         assert_eq!(client.ports.as_ref().unwrap()[0].port, 2379);
-        assert_eq!(svcs[0].metadata.owner_references.as_ref().unwrap()[0].kind, "PDGroup");
+        assert_eq!(
+            svcs[0].metadata.owner_references.as_ref().unwrap()[0].kind,
+            "PDGroup"
+        );
         let t = services(&tikv_group(3));
         assert_eq!(t.len(), 1);
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use api::v1alpha1::{
-    ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy, TiKV, TiKVGroup, TiKVSpec,
-    UpdatePolicy,
+    ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy, TiKV,
+    TiKVGroup, TiKVSpec, UpdatePolicy,
 };
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
@@ -78,9 +78,15 @@ pub fn peer_service_name(group: &str) -> String {
 
 /// The view of the common parts of an instance.
 fn common_view(meta: &kube::api::ObjectMeta, status: Option<&InstanceStatus>) -> InstanceView {
-    let revision = meta.labels.as_ref().and_then(|l| l.get(api::labels::REVISION)).cloned();
+    let revision = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(api::labels::REVISION))
+        .cloned();
     let ready = status.is_some_and(|s| {
-        conditions::is_true(&s.conditions, "Ready") && s.current_revision.is_some() && s.current_revision == revision
+        conditions::is_true(&s.conditions, "Ready")
+            && s.current_revision.is_some()
+            && s.current_revision == revision
     });
     InstanceView {
         name: meta.name.clone().unwrap_or_default(),
@@ -100,14 +106,17 @@ fn instance_meta<G: Resource<DynamicType = ()>>(
     template_meta: Option<&api::v1alpha1::ObjectMeta>,
 ) -> kube::api::ObjectMeta {
     let group_name = group.meta().name.clone().unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = template_meta.map(|m| m.labels.clone()).unwrap_or_default();
+    let mut labels: BTreeMap<String, String> =
+        template_meta.map(|m| m.labels.clone()).unwrap_or_default();
     labels.extend(api::labels::group_selector(cluster, component, &group_name));
     labels.insert(api::labels::INSTANCE_NAME.to_string(), name.to_string());
     kube::api::ObjectMeta {
         name: Some(name.to_string()),
         namespace: group.meta().namespace.clone(),
         labels: Some(labels),
-        annotations: template_meta.map(|m| m.annotations.clone()).filter(|a| !a.is_empty()),
+        annotations: template_meta
+            .map(|m| m.annotations.clone())
+            .filter(|a| !a.is_empty()),
         owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
@@ -153,14 +162,23 @@ impl GroupKind for PDGroup {
         let group = self.meta().name.clone().unwrap_or_default();
         let spec = PDSpec {
             cluster: self.spec.cluster.clone(),
-            topology: existing.map(|e| e.spec.topology.clone()).unwrap_or(topology),
+            topology: existing
+                .map(|e| e.spec.topology.clone())
+                .unwrap_or(topology),
             subdomain: peer_service_name(&group),
-            initial_members: existing.map(|e| e.spec.initial_members.clone()).unwrap_or_else(|| initial_members.to_vec()),
+            initial_members: existing
+                .map(|e| e.spec.initial_members.clone())
+                .unwrap_or_else(|| initial_members.to_vec()),
             template: self.spec.template.spec.clone(),
         };
         let mut pd = PD::new(name, spec);
-        pd.metadata =
-            instance_meta(self, &self.spec.cluster.name, Self::COMPONENT, name, self.spec.template.metadata.as_ref());
+        pd.metadata = instance_meta(
+            self,
+            &self.spec.cluster.name,
+            Self::COMPONENT,
+            name,
+            self.spec.template.metadata.as_ref(),
+        );
         pd
     }
     fn view(pd: &PD) -> InstanceView {
@@ -216,14 +234,21 @@ impl GroupKind for TiKVGroup {
         let group = self.meta().name.clone().unwrap_or_default();
         let spec = TiKVSpec {
             cluster: self.spec.cluster.clone(),
-            topology: existing.map(|e| e.spec.topology.clone()).unwrap_or(topology),
+            topology: existing
+                .map(|e| e.spec.topology.clone())
+                .unwrap_or(topology),
             subdomain: peer_service_name(&group),
             offline: existing.is_some_and(|e| e.spec.offline),
             template: self.spec.template.spec.clone(),
         };
         let mut tikv = TiKV::new(name, spec);
-        tikv.metadata =
-            instance_meta(self, &self.spec.cluster.name, Self::COMPONENT, name, self.spec.template.metadata.as_ref());
+        tikv.metadata = instance_meta(
+            self,
+            &self.spec.cluster.name,
+            Self::COMPONENT,
+            name,
+            self.spec.template.metadata.as_ref(),
+        );
         tikv
     }
     fn view(tikv: &TiKV) -> InstanceView {

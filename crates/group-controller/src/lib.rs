@@ -27,7 +27,13 @@ use crate::reconcile::{Context, Error};
 pub const NAME: &str = "group-controller";
 
 /// CRDs this controller needs.
-pub const CRDS: &[&str] = &["clusters.core.tikv.org", "pdgroups.core.tikv.org", "pds.core.tikv.org", "tikvgroups.core.tikv.org", "tikvs.core.tikv.org"];
+pub const CRDS: &[&str] = &[
+    "clusters.core.tikv.org",
+    "pdgroups.core.tikv.org",
+    "pds.core.tikv.org",
+    "tikvgroups.core.tikv.org",
+    "tikvs.core.tikv.org",
+];
 
 /// Whether a group status says Ready.
 pub fn conditions_ready(status: &GroupStatus) -> bool {
@@ -43,20 +49,28 @@ fn error_policy<G: GroupKind>(_group: Arc<G>, error: &Error, ctx: Arc<Context>) 
 /// Runs the controller of one group kind until shutdown.
 async fn run_kind<G: GroupKind>(client: Client, ctx: Arc<Context>, concurrency: u16) {
     let groups: Api<G> = Api::all(client.clone());
-    let controller = Controller::new(groups, watcher::Config::default()).with_config(Config::default().concurrency(concurrency));
+    let controller = Controller::new(groups, watcher::Config::default())
+        .with_config(Config::default().concurrency(concurrency));
     let store = controller.store();
     controller
-        .owns(Api::<G::Instance>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<G::Instance>::all(client.clone()),
+            watcher::Config::default(),
+        )
         // A Cluster that appears, pauses or resumes wakes the groups that refer to it.
-        .watches(Api::<Cluster>::all(client), watcher::Config::default(), move |cluster: Cluster| {
-            let ns = cluster.namespace();
-            store
-                .state()
-                .into_iter()
-                .filter(|g| g.cluster().name == cluster.name_any() && g.namespace() == ns)
-                .map(|g| ObjectRef::from_obj(g.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            Api::<Cluster>::all(client),
+            watcher::Config::default(),
+            move |cluster: Cluster| {
+                let ns = cluster.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.cluster().name == cluster.name_any() && g.namespace() == ns)
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile::reconcile::<G>, error_policy::<G>, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -65,7 +79,10 @@ async fn run_kind<G: GroupKind>(client: Client, ctx: Arc<Context>, concurrency: 
 
 /// Runs both group controllers until shutdown.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
-    let reporter = Reporter { controller: operator_runtime::field_manager(NAME), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: operator_runtime::field_manager(NAME),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,

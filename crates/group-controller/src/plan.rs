@@ -71,25 +71,44 @@ pub enum Action {
 }
 
 /// Decides the next actions. `new_name` gives fresh unique instance names.
-pub fn plan(group: &GroupView, instances: &[InstanceView], mut new_name: impl FnMut() -> String) -> Vec<Action> {
+pub fn plan(
+    group: &GroupView,
+    instances: &[InstanceView],
+    mut new_name: impl FnMut() -> String,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let live: Vec<&InstanceView> = instances.iter().filter(|i| !i.deleting).collect();
 
     // Stores PD has finished removing: their objects (pod, PVCs) can go now.
     for i in live.iter().filter(|i| i.offline && i.offlined) {
-        actions.push(Action::Delete { name: i.name.clone() });
+        actions.push(Action::Delete {
+            name: i.name.clone(),
+        });
     }
     let mut active: Vec<&InstanceView> = live.iter().copied().filter(|i| !i.offline).collect();
-    let mut leaving: Vec<&InstanceView> = live.iter().copied().filter(|i| i.offline && !i.offlined).collect();
+    let mut leaving: Vec<&InstanceView> = live
+        .iter()
+        .copied()
+        .filter(|i| i.offline && !i.offlined)
+        .collect();
 
     if active.len() > group.desired {
         let mut victims = active.clone();
-        victims.sort_by(|a, b| scale_in_order(a).cmp(&scale_in_order(b)).then(b.name.cmp(&a.name)));
+        victims.sort_by(|a, b| {
+            scale_in_order(a)
+                .cmp(&scale_in_order(b))
+                .then(b.name.cmp(&a.name))
+        });
         for v in victims.into_iter().take(active.len() - group.desired) {
             actions.push(if group.two_step_scale_in {
-                Action::SetOffline { name: v.name.clone(), offline: true }
+                Action::SetOffline {
+                    name: v.name.clone(),
+                    offline: true,
+                }
             } else {
-                Action::Delete { name: v.name.clone() }
+                Action::Delete {
+                    name: v.name.clone(),
+                }
             });
             active.retain(|a| a.name != v.name);
         }
@@ -97,32 +116,52 @@ pub fn plan(group: &GroupView, instances: &[InstanceView], mut new_name: impl Fn
         // Cancelling a removal keeps the store's data; prefer it over a new, empty store.
         leaving.sort_by(|a, b| a.name.cmp(&b.name));
         for l in leaving.iter().take(group.desired - active.len()) {
-            actions.push(Action::SetOffline { name: l.name.clone(), offline: false });
+            actions.push(Action::SetOffline {
+                name: l.name.clone(),
+                offline: false,
+            });
         }
-        let missing = group.desired - active.len() - leaving.len().min(group.desired - active.len());
-        let mut placed: Vec<Option<BTreeMap<String, String>>> =
-            live.iter().filter(|i| !i.offline).map(|i| i.topology.clone()).collect();
+        let missing =
+            group.desired - active.len() - leaving.len().min(group.desired - active.len());
+        let mut placed: Vec<Option<BTreeMap<String, String>>> = live
+            .iter()
+            .filter(|i| !i.offline)
+            .map(|i| i.topology.clone())
+            .collect();
         for _ in 0..missing {
             let topology = next_topology(group.topologies, &placed);
             placed.push(topology.clone());
-            actions.push(Action::Create { name: new_name(), topology });
+            actions.push(Action::Create {
+                name: new_name(),
+                topology,
+            });
         }
     }
 
     // Rolling update among the instances that stay.
-    let outdated: Vec<&&InstanceView> =
-        active.iter().filter(|i| i.revision.as_deref() != Some(group.update_revision)).collect();
+    let outdated: Vec<&&InstanceView> = active
+        .iter()
+        .filter(|i| i.revision.as_deref() != Some(group.update_revision))
+        .collect();
     // Instances already down cost no availability to update; the rest share the budget.
     let unavailable = active.iter().filter(|i| !i.ready).count();
     let mut budget = group.max_unavailable.saturating_sub(unavailable);
     let mut candidates = outdated;
-    candidates.sort_by(|a, b| update_order(a).cmp(&update_order(b)).then(a.name.cmp(&b.name)));
+    candidates.sort_by(|a, b| {
+        update_order(a)
+            .cmp(&update_order(b))
+            .then(a.name.cmp(&b.name))
+    });
     for i in candidates {
         if !i.ready {
-            actions.push(Action::Update { name: i.name.clone() });
+            actions.push(Action::Update {
+                name: i.name.clone(),
+            });
         } else if budget > 0 {
             budget -= 1;
-            actions.push(Action::Update { name: i.name.clone() });
+            actions.push(Action::Update {
+                name: i.name.clone(),
+            });
         }
     }
     actions
@@ -147,7 +186,12 @@ pub fn next_topology(
         .iter()
         .enumerate()
         .min_by(|(ia, a), (ib, b)| {
-            let count = |t: &WeightedTopology| placed.iter().filter(|p| p.as_ref() == Some(&t.topology)).count() as i64;
+            let count = |t: &WeightedTopology| {
+                placed
+                    .iter()
+                    .filter(|p| p.as_ref() == Some(&t.topology))
+                    .count() as i64
+            };
             // Compare count_a/weight_a with count_b/weight_b without floating point.
             (count(a) * i64::from(b.weight.max(1)))
                 .cmp(&(count(b) * i64::from(a.weight.max(1))))
@@ -161,7 +205,12 @@ mod tests {
     use super::*;
 
     fn inst(name: &str, rev: &str, ready: bool) -> InstanceView {
-        InstanceView { name: name.into(), revision: Some(rev.into()), ready, ..Default::default() }
+        InstanceView {
+            name: name.into(),
+            revision: Some(rev.into()),
+            ready,
+            ..Default::default()
+        }
     }
 
     fn names() -> impl FnMut() -> String {
@@ -173,7 +222,13 @@ mod tests {
     }
 
     fn group(desired: usize) -> GroupView<'static> {
-        GroupView { desired, update_revision: "r2", max_unavailable: 1, topologies: &[], two_step_scale_in: true }
+        GroupView {
+            desired,
+            update_revision: "r2",
+            max_unavailable: 1,
+            topologies: &[],
+            two_step_scale_in: true,
+        }
     }
 
     fn zone(z: &str) -> BTreeMap<String, String> {
@@ -186,8 +241,14 @@ mod tests {
         assert_eq!(
             actions,
             [
-                Action::Create { name: "new-1".into(), topology: None },
-                Action::Create { name: "new-2".into(), topology: None }
+                Action::Create {
+                    name: "new-1".into(),
+                    topology: None
+                },
+                Action::Create {
+                    name: "new-2".into(),
+                    topology: None
+                }
             ]
         );
     }
@@ -195,16 +256,33 @@ mod tests {
     #[test]
     fn spreads_new_instances_over_zones_by_weight() {
         let topologies = [
-            WeightedTopology { topology: zone("a"), weight: 1 },
-            WeightedTopology { topology: zone("b"), weight: 1 },
-            WeightedTopology { topology: zone("c"), weight: 2 },
+            WeightedTopology {
+                topology: zone("a"),
+                weight: 1,
+            },
+            WeightedTopology {
+                topology: zone("b"),
+                weight: 1,
+            },
+            WeightedTopology {
+                topology: zone("c"),
+                weight: 2,
+            },
         ];
-        let g = GroupView { topologies: &topologies, ..group(4) };
-        let existing = InstanceView { topology: Some(zone("a")), ..inst("x", "r2", true) };
+        let g = GroupView {
+            topologies: &topologies,
+            ..group(4)
+        };
+        let existing = InstanceView {
+            topology: Some(zone("a")),
+            ..inst("x", "r2", true)
+        };
         let zones: Vec<_> = plan(&g, &[existing], names())
             .into_iter()
             .map(|a| match a {
-                Action::Create { topology, .. } => topology.unwrap()["topology.kubernetes.io/zone"].clone(),
+                Action::Create { topology, .. } => {
+                    topology.unwrap()["topology.kubernetes.io/zone"].clone()
+                }
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
@@ -213,60 +291,145 @@ mod tests {
 
     #[test]
     fn two_step_scale_in_takes_unhealthy_first_then_deletes_only_removed_stores() {
-        let instances = [inst("a", "r2", true), inst("b", "r2", false), inst("c", "r2", true)];
-        assert_eq!(plan(&group(2), &instances, names()), [Action::SetOffline { name: "b".into(), offline: true }]);
+        let instances = [
+            inst("a", "r2", true),
+            inst("b", "r2", false),
+            inst("c", "r2", true),
+        ];
+        assert_eq!(
+            plan(&group(2), &instances, names()),
+            [Action::SetOffline {
+                name: "b".into(),
+                offline: true
+            }]
+        );
         // While PD removes the store nothing else happens.
-        let removing = [inst("a", "r2", true), InstanceView { offline: true, ..inst("b", "r2", false) }, inst("c", "r2", true)];
+        let removing = [
+            inst("a", "r2", true),
+            InstanceView {
+                offline: true,
+                ..inst("b", "r2", false)
+            },
+            inst("c", "r2", true),
+        ];
         assert_eq!(plan(&group(2), &removing, names()), []);
         // Once it is a tombstone the instance is deleted.
         let removed = [
             inst("a", "r2", true),
-            InstanceView { offline: true, offlined: true, ..inst("b", "r2", false) },
+            InstanceView {
+                offline: true,
+                offlined: true,
+                ..inst("b", "r2", false)
+            },
             inst("c", "r2", true),
         ];
-        assert_eq!(plan(&group(2), &removed, names()), [Action::Delete { name: "b".into() }]);
+        assert_eq!(
+            plan(&group(2), &removed, names()),
+            [Action::Delete { name: "b".into() }]
+        );
     }
 
     #[test]
     fn raising_replicas_cancels_a_removal_before_creating() {
-        let instances = [inst("a", "r2", true), InstanceView { offline: true, ..inst("b", "r2", true) }];
-        assert_eq!(plan(&group(2), &instances, names()), [Action::SetOffline { name: "b".into(), offline: false }]);
+        let instances = [
+            inst("a", "r2", true),
+            InstanceView {
+                offline: true,
+                ..inst("b", "r2", true)
+            },
+        ];
+        assert_eq!(
+            plan(&group(2), &instances, names()),
+            [Action::SetOffline {
+                name: "b".into(),
+                offline: false
+            }]
+        );
         assert_eq!(
             plan(&group(3), &instances, names()),
             [
-                Action::SetOffline { name: "b".into(), offline: false },
-                Action::Create { name: "new-1".into(), topology: None }
+                Action::SetOffline {
+                    name: "b".into(),
+                    offline: false
+                },
+                Action::Create {
+                    name: "new-1".into(),
+                    topology: None
+                }
             ]
         );
     }
 
     #[test]
     fn pd_scale_in_deletes_followers_before_the_leader() {
-        let g = GroupView { two_step_scale_in: false, ..group(2) };
-        let instances = [InstanceView { leader: true, ..inst("a", "r2", true) }, inst("b", "r2", true), inst("c", "r2", true)];
-        assert_eq!(plan(&g, &instances, names()), [Action::Delete { name: "c".into() }]);
+        let g = GroupView {
+            two_step_scale_in: false,
+            ..group(2)
+        };
+        let instances = [
+            InstanceView {
+                leader: true,
+                ..inst("a", "r2", true)
+            },
+            inst("b", "r2", true),
+            inst("c", "r2", true),
+        ];
+        assert_eq!(
+            plan(&g, &instances, names()),
+            [Action::Delete { name: "c".into() }]
+        );
     }
 
     #[test]
     fn rolling_update_respects_max_unavailable_and_leader_last() {
-        let leader = InstanceView { leader: true, ..inst("a", "r1", true) };
+        let leader = InstanceView {
+            leader: true,
+            ..inst("a", "r1", true)
+        };
         let instances = [leader.clone(), inst("b", "r1", true), inst("c", "r1", true)];
-        assert_eq!(plan(&group(3), &instances, names()), [Action::Update { name: "b".into() }]);
+        assert_eq!(
+            plan(&group(3), &instances, names()),
+            [Action::Update { name: "b".into() }]
+        );
         // b is restarting (updated, not ready yet): nothing else may go down.
-        let mid = [leader.clone(), inst("b", "r2", false), inst("c", "r1", true)];
+        let mid = [
+            leader.clone(),
+            inst("b", "r2", false),
+            inst("c", "r1", true),
+        ];
         assert_eq!(plan(&group(3), &mid, names()), []);
         // Outdated and already down: updating it costs nothing.
-        let broken = [leader.clone(), inst("b", "r2", true), inst("c", "r1", false)];
-        assert_eq!(plan(&group(3), &broken, names()), [Action::Update { name: "c".into() }]);
+        let broken = [
+            leader.clone(),
+            inst("b", "r2", true),
+            inst("c", "r1", false),
+        ];
+        assert_eq!(
+            plan(&group(3), &broken, names()),
+            [Action::Update { name: "c".into() }]
+        );
         // Leader last.
         let last = [leader, inst("b", "r2", true), inst("c", "r2", true)];
-        assert_eq!(plan(&group(3), &last, names()), [Action::Update { name: "a".into() }]);
+        assert_eq!(
+            plan(&group(3), &last, names()),
+            [Action::Update { name: "a".into() }]
+        );
         // Two at a time when allowed.
-        let g = GroupView { max_unavailable: 2, ..group(3) };
-        let all_old = [inst("a", "r1", true), inst("b", "r1", true), inst("c", "r1", true)];
+        let g = GroupView {
+            max_unavailable: 2,
+            ..group(3)
+        };
+        let all_old = [
+            inst("a", "r1", true),
+            inst("b", "r1", true),
+            inst("c", "r1", true),
+        ];
         assert_eq!(
             plan(&g, &all_old, names()),
-            [Action::Update { name: "a".into() }, Action::Update { name: "b".into() }]
+            [
+                Action::Update { name: "a".into() },
+                Action::Update { name: "b".into() }
+            ]
         );
     }
 }

@@ -59,7 +59,10 @@ impl Error {
 pub fn new_instance_name(group: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = Timestamp::now().as_nanosecond() as u64 ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e3779b97f4a7c15);
+    let seed = Timestamp::now().as_nanosecond() as u64
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e3779b97f4a7c15);
     let mut x = seed.wrapping_mul(0x2545f4914f6cdd1d) ^ (seed >> 29);
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
     let suffix: String = (0..6)
@@ -72,8 +75,20 @@ pub fn new_instance_name(group: &str) -> String {
     format!("{group}-{suffix}")
 }
 
-async fn event<G: GroupKind>(ctx: &Context, group: &G, type_: EventType, reason: &str, note: String) {
-    let ev = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
+async fn event<G: GroupKind>(
+    ctx: &Context,
+    group: &G,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&ev, &group.object_ref(&())).await {
         tracing::warn!(error = %e, "cannot publish event");
     }
@@ -93,22 +108,44 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let now = Time(Timestamp::now());
 
     let cluster_name = &group.cluster().name;
-    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster_name).await? else {
+    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(cluster_name)
+        .await?
+    else {
         let msg = format!("Cluster {cluster_name} does not exist in namespace {ns}");
-        event(&ctx, group.as_ref(), EventType::Warning, "ClusterNotFound", msg.clone()).await;
+        event(
+            &ctx,
+            group.as_ref(),
+            EventType::Warning,
+            "ClusterNotFound",
+            msg.clone(),
+        )
+        .await;
         let synced = NewCondition::new("Synced", false, "ClusterNotFound", msg);
         let status = build::status(group.as_ref(), &[], "", synced, now);
         ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
         return Ok(Requeue::requeue(Duration::from_secs(30)));
     };
 
-    let selector = api::labels::selector_string(&api::labels::group_selector(cluster_name, G::COMPONENT, &name));
-    let instances = instances_api.list(&ListParams::default().labels(&selector)).await?.items;
+    let selector = api::labels::selector_string(&api::labels::group_selector(
+        cluster_name,
+        G::COMPONENT,
+        &name,
+    ));
+    let instances = instances_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
     let update_revision = ensure_revision(&ctx, group.as_ref(), &ns, &cluster).await?;
     let mut views: Vec<_> = instances.iter().map(G::view).collect();
 
     if cluster.spec.paused {
-        let synced = NewCondition::new("Synced", false, "Paused", "the cluster is paused; nothing is changed");
+        let synced = NewCondition::new(
+            "Synced",
+            false,
+            "Paused",
+            "the cluster is paused; nothing is changed",
+        );
         let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
         ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
         return Ok(Requeue::await_change());
@@ -119,31 +156,70 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         ssa::apply(&api, &ctx.manager, &svc.name_any(), &svc).await?;
     }
 
-    let topologies = group.schedule_policy().and_then(|p| p.evenly_spread.as_ref()).map(|e| e.topologies.as_slice()).unwrap_or(&[]);
+    let topologies = group
+        .schedule_policy()
+        .and_then(|p| p.evenly_spread.as_ref())
+        .map(|e| e.topologies.as_slice())
+        .unwrap_or(&[]);
     let view = GroupView {
         desired: usize::try_from(group.replicas()).unwrap_or(0),
         update_revision: &update_revision,
-        max_unavailable: usize::try_from(group.update_policy().max_unavailable).unwrap_or(1).max(1),
+        max_unavailable: usize::try_from(group.update_policy().max_unavailable)
+            .unwrap_or(1)
+            .max(1),
         topologies,
         two_step_scale_in: G::TWO_STEP_SCALE_IN,
     };
     let actions = plan::plan(&view, &views, || new_instance_name(&name));
 
     // The first PD members bootstrap the cluster together; later ones join it.
-    let bootstrapping = G::COMPONENT == "pd" && cluster.status.as_ref().and_then(|s| s.id.as_ref()).is_none() && views.iter().all(|v| v.deleting);
+    let bootstrapping = G::COMPONENT == "pd"
+        && cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.id.as_ref())
+            .is_none()
+        && views.iter().all(|v| v.deleting);
     let initial_members: Vec<String> = if bootstrapping {
-        actions.iter().filter_map(|a| if let Action::Create { name, .. } = a { Some(name.clone()) } else { None }).collect()
+        actions
+            .iter()
+            .filter_map(|a| {
+                if let Action::Create { name, .. } = a {
+                    Some(name.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
     } else {
         Vec::new()
     };
 
     for action in &actions {
         match action {
-            Action::Create { name: iname, topology } => {
+            Action::Create {
+                name: iname,
+                topology,
+            } => {
                 let mut obj = group.build_instance(iname, topology.clone(), &initial_members, None);
                 set_revision(&mut obj, &update_revision);
-                instances_api.create(&PostParams { field_manager: Some(ctx.manager.clone()), ..Default::default() }, &obj).await?;
-                event(&ctx, group.as_ref(), EventType::Normal, "InstanceCreated", format!("created {} {iname}", G::Instance::kind(&()))).await;
+                instances_api
+                    .create(
+                        &PostParams {
+                            field_manager: Some(ctx.manager.clone()),
+                            ..Default::default()
+                        },
+                        &obj,
+                    )
+                    .await?;
+                event(
+                    &ctx,
+                    group.as_ref(),
+                    EventType::Normal,
+                    "InstanceCreated",
+                    format!("created {} {iname}", G::Instance::kind(&())),
+                )
+                .await;
                 views.push(G::view(&obj));
             }
             Action::Update { name: iname } => {
@@ -151,25 +227,63 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 let mut obj = group.build_instance(iname, None, &[], existing);
                 set_revision(&mut obj, &update_revision);
                 ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
-                event(&ctx, group.as_ref(), EventType::Normal, "InstanceUpdating", format!("rolling {iname} to {update_revision}")).await;
+                event(
+                    &ctx,
+                    group.as_ref(),
+                    EventType::Normal,
+                    "InstanceUpdating",
+                    format!("rolling {iname} to {update_revision}"),
+                )
+                .await;
             }
-            Action::SetOffline { name: iname, offline } => {
+            Action::SetOffline {
+                name: iname,
+                offline,
+            } => {
                 if let Some(existing) = instances.iter().find(|i| i.name_any() == *iname) {
-                    let mut obj = group.build_instance(iname, None, &[], Some(&G::with_offline(existing, *offline)));
-                    let revision = existing.labels().get(api::labels::REVISION).cloned().unwrap_or_else(|| update_revision.clone());
+                    let mut obj = group.build_instance(
+                        iname,
+                        None,
+                        &[],
+                        Some(&G::with_offline(existing, *offline)),
+                    );
+                    let revision = existing
+                        .labels()
+                        .get(api::labels::REVISION)
+                        .cloned()
+                        .unwrap_or_else(|| update_revision.clone());
                     set_revision(&mut obj, &revision);
                     ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
                     let (reason, note) = if *offline {
-                        ("ScaleInStarted", format!("taking {iname} offline; PD moves its data away before it is deleted"))
+                        (
+                            "ScaleInStarted",
+                            format!(
+                                "taking {iname} offline; PD moves its data away before it is deleted"
+                            ),
+                        )
                     } else {
-                        ("ScaleInCancelled", format!("cancelled the removal of {iname}"))
+                        (
+                            "ScaleInCancelled",
+                            format!("cancelled the removal of {iname}"),
+                        )
                     };
                     event(&ctx, group.as_ref(), EventType::Normal, reason, note).await;
                 }
             }
             Action::Delete { name: iname } => {
-                instances_api.delete(iname, &DeleteParams::default()).await.map(|_| ()).or_else(ignore_not_found)?;
-                event(&ctx, group.as_ref(), EventType::Normal, "InstanceDeleted", format!("deleted {iname}")).await;
+                instances_api
+                    .delete(iname, &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .or_else(ignore_not_found)?;
+                event(
+                    &ctx,
+                    group.as_ref(),
+                    EventType::Normal,
+                    "InstanceDeleted",
+                    format!("deleted {iname}"),
+                )
+                .await;
             }
         }
     }
@@ -179,11 +293,18 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let settled = crate::conditions_ready(&status) && actions.is_empty();
     ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
     // Instance changes wake us through the owner watch; the timer is a safety net.
-    Ok(Requeue::requeue(Duration::from_secs(if settled { 300 } else { 15 })))
+    Ok(Requeue::requeue(Duration::from_secs(if settled {
+        300
+    } else {
+        15
+    })))
 }
 
 fn set_revision<K: Resource>(obj: &mut K, revision: &str) {
-    obj.meta_mut().labels.get_or_insert_with(Default::default).insert(api::labels::REVISION.to_string(), revision.to_string());
+    obj.meta_mut()
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(api::labels::REVISION.to_string(), revision.to_string());
 }
 
 fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {
@@ -195,11 +316,19 @@ fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {
 
 /// Stores the template as a ControllerRevision and returns its name (the update revision).
 /// Older revisions beyond the cluster's history limit are removed.
-async fn ensure_revision<G: GroupKind>(ctx: &Context, group: &G, ns: &str, cluster: &Cluster) -> Result<String, Error> {
+async fn ensure_revision<G: GroupKind>(
+    ctx: &Context,
+    group: &G,
+    ns: &str,
+    cluster: &Cluster,
+) -> Result<String, Error> {
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
     let labels = build::revision_labels(group);
     let template = group.template();
-    let existing = api.list(&ListParams::default().labels(&api::labels::selector_string(&labels))).await?.items;
+    let existing = api
+        .list(&ListParams::default().labels(&api::labels::selector_string(&labels)))
+        .await?
+        .items;
     let mut collision = group.status().and_then(|s| s.collision_count).unwrap_or(0);
     let name = loop {
         let candidate = revision::revision_name(&group.name_any(), &template, collision);
@@ -228,11 +357,22 @@ async fn ensure_revision<G: GroupKind>(ctx: &Context, group: &G, ns: &str, clust
         }
     }
     let limit = usize::try_from(cluster.spec.revision_history_limit).unwrap_or(0);
-    let in_use: Vec<String> = group.status().and_then(|s| s.current_revision.clone()).into_iter().chain([name.clone()]).collect();
-    let mut old: Vec<&ControllerRevision> = existing.iter().filter(|r| !in_use.contains(&r.name_any())).collect();
+    let in_use: Vec<String> = group
+        .status()
+        .and_then(|s| s.current_revision.clone())
+        .into_iter()
+        .chain([name.clone()])
+        .collect();
+    let mut old: Vec<&ControllerRevision> = existing
+        .iter()
+        .filter(|r| !in_use.contains(&r.name_any()))
+        .collect();
     old.sort_by_key(|r| r.revision);
     for r in old.iter().take(old.len().saturating_sub(limit)) {
-        api.delete(&r.name_any(), &DeleteParams::default()).await.map(|_| ()).or_else(ignore_not_found)?;
+        api.delete(&r.name_any(), &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .or_else(ignore_not_found)?;
     }
     Ok(name)
 }

@@ -27,8 +27,12 @@ mod tests {
 
     #[test]
     fn equal_templates_equal_names_any_key_order() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"spec":{"version":"v8.5.0","image":"pingcap/tikv"}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"spec":{"image":"pingcap/tikv","version":"v8.5.0"}}"#).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"spec":{"version":"v8.5.0","image":"pingcap/tikv"}}"#)
+                .unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"spec":{"image":"pingcap/tikv","version":"v8.5.0"}}"#)
+                .unwrap();
         assert_eq!(revision_name("g", &a, 0), revision_name("g", &b, 0));
         assert_eq!(revision_name("g", &a, 0).len(), "g-".len() + 10);
     }

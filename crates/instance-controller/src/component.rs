@@ -22,7 +22,10 @@ pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> V
         format!("--name={name}"),
         format!("--data-dir={data_dir}"),
         format!("--client-urls=http://$(POD_IP):{}", ports.client.port),
-        format!("--advertise-client-urls=http://{host}:{}", ports.client.port),
+        format!(
+            "--advertise-client-urls=http://{host}:{}",
+            ports.client.port
+        ),
         format!("--peer-urls=http://$(POD_IP):{}", ports.peer.port),
         format!("--advertise-peer-urls=http://{host}:{}", ports.peer.port),
         format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
@@ -34,7 +37,13 @@ pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> V
             .spec
             .initial_members
             .iter()
-            .map(|m| format!("{m}=http://{}:{}", fqdn(m, &pd.spec.subdomain, namespace), ports.peer.port))
+            .map(|m| {
+                format!(
+                    "{m}=http://{}:{}",
+                    fqdn(m, &pd.spec.subdomain, namespace),
+                    ports.peer.port
+                )
+            })
             .collect();
         args.push(format!("--initial-cluster={}", peers.join(",")));
     }
@@ -65,7 +74,11 @@ pub fn tikv_command(tikv: &TiKV, namespace: &str, data_dir: &str, pd_url: &str) 
 
 /// The advertised client address of a store, as PD records it.
 pub fn tikv_address(tikv: &TiKV, namespace: &str) -> String {
-    format!("{}:{}", fqdn(&tikv.name_any(), &tikv.spec.subdomain, namespace), tikv.spec.template.server.ports.client.port)
+    format!(
+        "{}:{}",
+        fqdn(&tikv.name_any(), &tikv.spec.subdomain, namespace),
+        tikv.spec.template.server.ports.client.port
+    )
 }
 
 /// Pod inputs of a PD member.
@@ -82,7 +95,10 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
         component: "pd",
         image: image_ref(&spec.image, &spec.version),
         command: pd_command(pd, namespace, &data, join_url),
-        ports: vec![("client", spec.server.ports.client.port), ("peer", spec.server.ports.peer.port)],
+        ports: vec![
+            ("client", spec.server.ports.client.port),
+            ("peer", spec.server.ports.peer.port),
+        ],
         readiness: pod::tcp_probe(spec.server.ports.client.port),
         volumes: &spec.volumes,
         data_path: PD_DATA_DIR,
@@ -92,7 +108,11 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
 }
 
 /// Pod inputs of a TiKV store.
-pub fn tikv_pod_inputs<'a>(tikv: &'a TiKV, namespace: &'a str, pd_url: &str) -> Option<PodInputs<'a>> {
+pub fn tikv_pod_inputs<'a>(
+    tikv: &'a TiKV,
+    namespace: &'a str,
+    pd_url: &str,
+) -> Option<PodInputs<'a>> {
     let spec = &tikv.spec.template;
     let data = pod::data_dir(&spec.volumes, TIKV_DATA_DIR)?;
     Some(PodInputs {
@@ -105,7 +125,10 @@ pub fn tikv_pod_inputs<'a>(tikv: &'a TiKV, namespace: &'a str, pd_url: &str) -> 
         component: "tikv",
         image: image_ref(&spec.image, &spec.version),
         command: tikv_command(tikv, namespace, &data, pd_url),
-        ports: vec![("client", spec.server.ports.client.port), ("status", spec.server.ports.status.port)],
+        ports: vec![
+            ("client", spec.server.ports.client.port),
+            ("status", spec.server.ports.status.port),
+        ],
         readiness: pod::http_probe("/status", spec.server.ports.status.port),
         volumes: &spec.volumes,
         data_path: TIKV_DATA_DIR,
@@ -145,11 +168,18 @@ spec:
 
     #[test]
     fn initial_members_bootstrap_others_join() {
-        let args = pd_command(&pd(&["basic-pd-abc", "basic-pd-def"]), "ns", "/var/lib/pd", "http://basic-pd.ns.svc:2379");
+        let args = pd_command(
+            &pd(&["basic-pd-abc", "basic-pd-def"]),
+            "ns",
+            "/var/lib/pd",
+            "http://basic-pd.ns.svc:2379",
+        );
         assert!(args.contains(&"--initial-cluster=basic-pd-abc=http://basic-pd-abc.basic-pd-peer.ns.svc:2380,basic-pd-def=http://basic-pd-def.basic-pd-peer.ns.svc:2380".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--join")));
         assert!(args.contains(&"--client-urls=http://$(POD_IP):2379".to_string()));
-        assert!(args.contains(&"--advertise-client-urls=http://basic-pd-abc.basic-pd-peer.ns.svc:2379".to_string()));
+        assert!(args.contains(
+            &"--advertise-client-urls=http://basic-pd-abc.basic-pd-peer.ns.svc:2379".to_string()
+        ));
         let join = pd_command(&pd(&[]), "ns", "/var/lib/pd", "http://basic-pd.ns.svc:2379");
         assert!(join.contains(&"--join=http://basic-pd.ns.svc:2379".to_string()));
         assert!(!join.iter().any(|a| a.starts_with("--initial-cluster")));
@@ -158,21 +188,40 @@ spec:
     #[test]
     fn pd_pod_has_stable_identity_volumes_and_overlay() {
         let p = pd(&[]);
-        let pod = build_pod(&pd_pod_inputs(&p, "ns", "http://basic-pd.ns.svc:2379").unwrap()).unwrap();
+        let pod =
+            build_pod(&pd_pod_inputs(&p, "ns", "http://basic-pd.ns.svc:2379").unwrap()).unwrap();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("basic-pd-abc"));
         assert_eq!(spec.subdomain.as_deref(), Some("basic-pd-peer"));
         let c = &spec.containers[0];
         assert_eq!(c.image.as_deref(), Some("pingcap/pd:v8.5.0"));
-        let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
         assert_eq!(mounts, [("config", CONFIG_DIR), ("data", PD_DATA_DIR)]);
-        let pvc = spec.volumes.as_ref().unwrap()[1].persistent_volume_claim.as_ref().unwrap();
+        let pvc = spec.volumes.as_ref().unwrap()[1]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap();
         assert_eq!(pvc.claim_name, "data-basic-pd-abc");
         // Overlay: env merged into the same container, tolerations added, labels added.
-        let env: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+        let env: Vec<_> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_IP", "GODEBUG"]);
         assert_eq!(spec.containers.len(), 1);
-        assert_eq!(spec.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(
+            spec.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
         let labels = pod.metadata.labels.unwrap();
         assert_eq!(labels["team"], "storage");
         assert_eq!(labels["tikv.org/revision"], "r1");
@@ -197,11 +246,24 @@ spec:
         .unwrap();
         let inputs = tikv_pod_inputs(&t, "ns", "http://basic-pd.ns.svc:2379").unwrap();
         assert!(inputs.command.contains(&"--data-dir=/data".to_string()));
-        assert!(inputs.command.contains(&"--advertise-addr=basic-tikv-x.basic-tikv-peer.ns.svc:20160".to_string()));
+        assert!(
+            inputs.command.contains(
+                &"--advertise-addr=basic-tikv-x.basic-tikv-peer.ns.svc:20160".to_string()
+            )
+        );
         assert!(inputs.command.contains(&"--labels=rack=r1".to_string()));
-        assert_eq!(tikv_address(&t, "ns"), "basic-tikv-x.basic-tikv-peer.ns.svc:20160");
+        assert_eq!(
+            tikv_address(&t, "ns"),
+            "basic-tikv-x.basic-tikv-peer.ns.svc:20160"
+        );
         assert_eq!(image_ref("pingcap/tikv", "v8.5.0"), "pingcap/tikv:v8.5.0");
-        assert_eq!(image_ref("registry:5000/pingcap/tikv", "v8.5.0"), "registry:5000/pingcap/tikv:v8.5.0");
-        assert_eq!(image_ref("pingcap/tikv:nightly", "v8.5.0"), "pingcap/tikv:nightly");
+        assert_eq!(
+            image_ref("registry:5000/pingcap/tikv", "v8.5.0"),
+            "registry:5000/pingcap/tikv:v8.5.0"
+        );
+        assert_eq!(
+            image_ref("pingcap/tikv:nightly", "v8.5.0"),
+            "pingcap/tikv:nightly"
+        );
     }
 }

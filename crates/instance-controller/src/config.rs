@@ -39,8 +39,14 @@ pub enum Error {
 /// Checks a user config and returns the file content to mount.
 pub fn render(user: Option<&str>, owned: &[&str]) -> Result<String, Error> {
     let text = user.unwrap_or("");
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Parse(e.message().to_string()))?;
-    let set: Vec<String> = owned.iter().filter(|k| lookup(&table, k)).map(|k| k.to_string()).collect();
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::Parse(e.message().to_string()))?;
+    let set: Vec<String> = owned
+        .iter()
+        .filter(|k| lookup(&table, k))
+        .map(|k| k.to_string())
+        .collect();
     if !set.is_empty() {
         return Err(Error::OwnedKeys(set));
     }
@@ -76,15 +82,24 @@ mod tests {
         let cfg = "[server]\naddr = \"0.0.0.0:20160\"\n[pd]\nendpoints = [\"x\"]\n[storage]\nreserve-space = \"0MB\"";
         assert_eq!(
             render(Some(cfg), TIKV_OWNED),
-            Err(Error::OwnedKeys(vec!["server.addr".into(), "pd.endpoints".into()]))
+            Err(Error::OwnedKeys(vec![
+                "server.addr".into(),
+                "pd.endpoints".into()
+            ]))
         );
-        assert_eq!(render(Some("data-dir = \"/x\""), PD_OWNED), Err(Error::OwnedKeys(vec!["data-dir".into()])));
+        assert_eq!(
+            render(Some("data-dir = \"/x\""), PD_OWNED),
+            Err(Error::OwnedKeys(vec!["data-dir".into()]))
+        );
         // A same-named key in another table is the user's.
         assert!(render(Some("[log]\nname = \"x\""), PD_OWNED).is_ok());
     }
 
     #[test]
     fn refuses_invalid_toml() {
-        assert!(matches!(render(Some("[server"), TIKV_OWNED), Err(Error::Parse(_))));
+        assert!(matches!(
+            render(Some("[server"), TIKV_OWNED),
+            Err(Error::Parse(_))
+        ));
     }
 }

@@ -1,7 +1,95 @@
 //! The instance controller: reconciles each PD and TiKV object into its Pod, ConfigMap and PVCs,
 //! and reports what PD says about it (member id and leadership; store id, state, leader and
-//! region counts).
+//! region counts). Removing a store or member from PD happens here, behind a finalizer.
 
 pub mod component;
 pub mod config;
+pub mod controllers;
+pub mod kind;
+pub mod pd;
 pub mod pod;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+
+use api::v1alpha1::{Cluster, PD, TiKV};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use operator_runtime::metrics::Metrics;
+
+use crate::kind::InstanceKind;
+use crate::reconcile::Context;
+
+/// Name of this controller.
+pub const NAME: &str = "instance-controller";
+
+/// CRDs this controller needs.
+pub const CRDS: &[&str] = &[
+    "clusters.core.tikv.org",
+    "pds.core.tikv.org",
+    "tikvs.core.tikv.org",
+];
+
+fn controller<K: InstanceKind>(client: &Client, concurrency: u16) -> Controller<K> {
+    let c = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+        .with_config(Config::default().concurrency(concurrency));
+    let store = c.store();
+    c.owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Cluster>::all(client.clone()),
+            watcher::Config::default(),
+            move |cluster: Cluster| {
+                let ns = cluster.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|i| i.cluster().name == cluster.name_any() && i.namespace() == ns)
+                    .map(|i| ObjectRef::from_obj(i.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+}
+
+/// Runs the PD and TiKV controllers until shutdown.
+pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
+    let reporter = Reporter {
+        controller: operator_runtime::field_manager(NAME),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        manager: operator_runtime::field_manager(NAME),
+    });
+    let pd = controller::<PD>(&client, concurrency)
+        .run(
+            controllers::reconcile_pd,
+            reconcile::error_policy::<PD>,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let tikv = controller::<TiKV>(&client, concurrency)
+        .run(
+            controllers::reconcile_tikv,
+            reconcile::error_policy::<TiKV>,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()));
+    tokio::join!(pd, tikv);
+}

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use api::v1alpha1::{Overlay, Volume, VolumeMountType};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
-    ResourceRequirements, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, TCPSocketAction,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -72,7 +73,11 @@ pub fn fqdn(name: &str, subdomain: &str, namespace: &str) -> String {
 /// The image with the version as its tag, unless the image already names a tag or digest.
 pub fn image_ref(image: &str, version: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') || last.contains(':') { image.to_string() } else { format!("{image}:{version}") }
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:{version}")
+    }
 }
 
 /// PVC name of a volume of an instance.
@@ -82,15 +87,21 @@ pub fn pvc_name(volume: &str, instance: &str) -> String {
 
 /// Mount path of a volume mount, and whether it is the data directory.
 pub fn data_dir(volumes: &[Volume], default: &str) -> Option<String> {
-    volumes.iter().flat_map(|v| &v.mounts).find(|m| m.type_ == Some(VolumeMountType::Data)).map(|m| {
-        m.mount_path.clone().unwrap_or_else(|| default.to_string())
-    })
+    volumes
+        .iter()
+        .flat_map(|v| &v.mounts)
+        .find(|m| m.type_ == Some(VolumeMountType::Data))
+        .map(|m| m.mount_path.clone().unwrap_or_else(|| default.to_string()))
 }
 
 /// HTTP GET readiness probe.
 pub fn http_probe(path: &str, port: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.to_string()), port: IntOrString::Int(port), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(port),
+            ..Default::default()
+        }),
         period_seconds: Some(2),
         failure_threshold: Some(3),
         ..Default::default()
@@ -100,7 +111,10 @@ pub fn http_probe(path: &str, port: i32) -> Probe {
 /// TCP readiness probe.
 pub fn tcp_probe(port: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(port), ..Default::default() }),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port),
+            ..Default::default()
+        }),
         period_seconds: Some(2),
         failure_threshold: Some(3),
         ..Default::default()
@@ -111,7 +125,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_string(), ..Default::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -121,10 +138,18 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 /// Builds the pod.
 pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
     let data = data_dir(input.volumes, input.data_path).ok_or(Error::NoDataVolume)?;
-    let mut mounts = vec![VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }];
     let mut volumes = vec![k8s_openapi::api::core::v1::Volume {
         name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource { name: input.name.to_string(), ..Default::default() }),
+        config_map: Some(ConfigMapVolumeSource {
+            name: input.name.to_string(),
+            ..Default::default()
+        }),
         ..Default::default()
     }];
     for v in input.volumes {
@@ -134,11 +159,19 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
                 (None, Some(VolumeMountType::Data)) => data.clone(),
                 (None, None) => continue,
             };
-            mounts.push(VolumeMount { name: v.name.clone(), mount_path: path, sub_path: m.sub_path.clone(), ..Default::default() });
+            mounts.push(VolumeMount {
+                name: v.name.clone(),
+                mount_path: path,
+                sub_path: m.sub_path.clone(),
+                ..Default::default()
+            });
         }
         volumes.push(k8s_openapi::api::core::v1::Volume {
             name: v.name.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: pvc_name(&v.name, input.name), ..Default::default() }),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(&v.name, input.name),
+                ..Default::default()
+            }),
             ..Default::default()
         });
     }
@@ -155,7 +188,11 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
             input
                 .ports
                 .iter()
-                .map(|(n, p)| ContainerPort { name: Some(n.to_string()), container_port: *p, ..Default::default() })
+                .map(|(n, p)| ContainerPort {
+                    name: Some(n.to_string()),
+                    container_port: *p,
+                    ..Default::default()
+                })
                 .collect(),
         ),
         readiness_probe: Some(input.readiness.clone()),
@@ -176,7 +213,8 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
     let overlay = input.overlay.and_then(|o| o.pod.as_ref());
     let spec = match overlay.and_then(|p| p.spec.as_ref()) {
         Some(patch) => {
-            let mut base = serde_json::to_value(&spec).map_err(|e| Error::Overlay(e.to_string()))?;
+            let mut base =
+                serde_json::to_value(&spec).map_err(|e| Error::Overlay(e.to_string()))?;
             merge(&mut base, patch);
             serde_json::from_value(base).map_err(|e| Error::Overlay(e.to_string()))?
         }
@@ -206,7 +244,14 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
 }
 
 /// Lists merged element by element on this key instead of replaced.
-const MERGE_KEYS: &[&str] = &["containers", "initContainers", "volumes", "volumeMounts", "env", "ports"];
+const MERGE_KEYS: &[&str] = &[
+    "containers",
+    "initContainers",
+    "volumes",
+    "volumeMounts",
+    "env",
+    "ports",
+];
 
 /// Merges `patch` into `base`: objects key by key, the lists in [`MERGE_KEYS`] by `name`
 /// (or `containerPort`), other values replaced. `null` removes a key.
@@ -220,10 +265,17 @@ pub fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
                     continue;
                 }
                 match (b.get_mut(k), pv) {
-                    (Some(Value::Array(ba)), Value::Array(pa)) if MERGE_KEYS.contains(&k.as_str()) => {
+                    (Some(Value::Array(ba)), Value::Array(pa))
+                        if MERGE_KEYS.contains(&k.as_str()) =>
+                    {
                         for item in pa {
-                            let key = |v: &Value| v.get("name").or_else(|| v.get("containerPort")).cloned();
-                            match ba.iter_mut().find(|x| key(x).is_some() && key(x) == key(item)) {
+                            let key = |v: &Value| {
+                                v.get("name").or_else(|| v.get("containerPort")).cloned()
+                            };
+                            match ba
+                                .iter_mut()
+                                .find(|x| key(x).is_some() && key(x) == key(item))
+                            {
                                 Some(existing) => merge(existing, item),
                                 None => ba.push(item.clone()),
                             }
@@ -252,7 +304,9 @@ pub fn build_pvcs(
     volumes
         .iter()
         .map(|v| {
-            let meta = overlay.and_then(|o| o.volume_claims.iter().find(|c| c.name == v.name)).and_then(|c| c.metadata.as_ref());
+            let meta = overlay
+                .and_then(|o| o.volume_claims.iter().find(|c| c.name == v.name))
+                .and_then(|c| c.metadata.as_ref());
             let mut l = meta.map(|m| m.labels.clone()).unwrap_or_default();
             l.extend(labels.clone());
             PersistentVolumeClaim {
@@ -260,7 +314,9 @@ pub fn build_pvcs(
                     name: Some(pvc_name(&v.name, name)),
                     namespace: Some(namespace.to_string()),
                     labels: Some(l),
-                    annotations: meta.map(|m| m.annotations.clone()).filter(|a| !a.is_empty()),
+                    annotations: meta
+                        .map(|m| m.annotations.clone())
+                        .filter(|a| !a.is_empty()),
                     owner_references: Some(vec![owner.clone()]),
                     ..Default::default()
                 },
@@ -269,7 +325,10 @@ pub fn build_pvcs(
                     storage_class_name: v.storage_class_name.clone(),
                     volume_attributes_class_name: v.volume_attributes_class_name.clone(),
                     resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([("storage".to_string(), v.storage.clone())])),
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            v.storage.clone(),
+                        )])),
                         ..Default::default()
                     }),
                     ..Default::default()

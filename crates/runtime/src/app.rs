@@ -53,7 +53,12 @@ pub enum Error {
 }
 
 /// Runs a controller: `start` receives a client and the metrics and runs until shutdown.
-pub async fn run<F, Fut>(controller: &str, args: CommonArgs, crds: &[&str], start: F) -> Result<(), Error>
+pub async fn run<F, Fut>(
+    controller: &str,
+    args: CommonArgs,
+    crds: &[&str],
+    start: F,
+) -> Result<(), Error>
 where
     F: FnOnce(Client, Metrics) -> Fut,
     Fut: Future<Output = ()>,
@@ -68,7 +73,10 @@ where
 
     let lease_name = format!("tikv-operator-{controller}");
     let mut leading = if args.leader_elect {
-        let identity = args.identity.clone().unwrap_or_else(|| format!("{controller}-{}", std::process::id()));
+        let identity = args
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("{controller}-{}", std::process::id()));
         let cfg = LeaseConfig {
             namespace: args.lease_namespace.clone(),
             name: lease_name.clone(),

@@ -24,15 +24,34 @@ pub struct NewCondition {
 
 impl NewCondition {
     /// A condition of `type_` that is `True` when `ok`.
-    pub fn new(type_: &'static str, ok: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status: if ok { TRUE } else { FALSE }, reason: reason.into(), message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        ok: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status: if ok { TRUE } else { FALSE },
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Merges freshly computed conditions into the stored ones. The transition time changes only when
 /// the status changes; types not in `new` are kept as they are.
-pub fn merge(old: &[Condition], new: &[NewCondition], generation: Option<i64>, now: Time) -> Vec<Condition> {
-    let mut out: Vec<Condition> = old.iter().filter(|c| !new.iter().any(|n| n.type_ == c.type_)).cloned().collect();
+pub fn merge(
+    old: &[Condition],
+    new: &[NewCondition],
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = old
+        .iter()
+        .filter(|c| !new.iter().any(|n| n.type_ == c.type_))
+        .cloned()
+        .collect();
     for n in new {
         let previous = old.iter().find(|c| c.type_ == n.type_);
         let last_transition_time = match previous {
@@ -73,23 +92,53 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
-        let first = merge(&[], &[NewCondition::new("Ready", false, "Starting", "pod starting")], Some(1), t(10));
+        let first = merge(
+            &[],
+            &[NewCondition::new(
+                "Ready",
+                false,
+                "Starting",
+                "pod starting",
+            )],
+            Some(1),
+            t(10),
+        );
         assert_eq!(first[0].last_transition_time, t(10));
         // Same status, new message: time kept, message and generation updated.
-        let second = merge(&first, &[NewCondition::new("Ready", false, "Waiting", "store not up")], Some(2), t(20));
+        let second = merge(
+            &first,
+            &[NewCondition::new("Ready", false, "Waiting", "store not up")],
+            Some(2),
+            t(20),
+        );
         assert_eq!(second[0].last_transition_time, t(10));
         assert_eq!(second[0].reason, "Waiting");
         assert_eq!(second[0].observed_generation, Some(2));
         // Status flips: time moves.
-        let third = merge(&second, &[NewCondition::new("Ready", true, "Ready", "")], Some(2), t(30));
+        let third = merge(
+            &second,
+            &[NewCondition::new("Ready", true, "Ready", "")],
+            Some(2),
+            t(30),
+        );
         assert_eq!(third[0].last_transition_time, t(30));
         assert!(is_true(&third, "Ready"));
     }
 
     #[test]
     fn other_types_are_kept_and_output_is_sorted() {
-        let old = merge(&[], &[NewCondition::new("Synced", true, "Synced", "")], None, t(1));
-        let merged = merge(&old, &[NewCondition::new("Available", true, "Up", "")], None, t(2));
+        let old = merge(
+            &[],
+            &[NewCondition::new("Synced", true, "Synced", "")],
+            None,
+            t(1),
+        );
+        let merged = merge(
+            &old,
+            &[NewCondition::new("Available", true, "Up", "")],
+            None,
+            t(2),
+        );
         let types: Vec<_> = merged.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Available", "Synced"]);
         assert_eq!(find(&merged, "Synced").unwrap().last_transition_time, t(1));

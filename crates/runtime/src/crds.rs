@@ -10,7 +10,9 @@ use kube::{Api, Client};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The CRD did not become established in time.
-    #[error("CRD {name} is not established after {waited:?}; install the tikv-operator-crds chart first")]
+    #[error(
+        "CRD {name} is not established after {waited:?}; install the tikv-operator-crds chart first"
+    )]
     NotEstablished {
         /// CRD name.
         name: String,
@@ -28,14 +30,28 @@ pub enum Error {
 }
 
 /// Waits until every named CRD (e.g. `tikvs.core.tikv.org`) is Established.
-pub async fn wait_established(client: &Client, names: &[&str], timeout: Duration) -> Result<(), Error> {
+pub async fn wait_established(
+    client: &Client,
+    names: &[&str],
+    timeout: Duration,
+) -> Result<(), Error> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in names {
         let cond = await_condition(api.clone(), name, conditions::is_crd_established());
         match tokio::time::timeout(timeout, cond).await {
             Ok(Ok(_)) => {}
-            Ok(Err(source)) => return Err(Error::Watch { name: name.to_string(), source }),
-            Err(_) => return Err(Error::NotEstablished { name: name.to_string(), waited: timeout }),
+            Ok(Err(source)) => {
+                return Err(Error::Watch {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(Error::NotEstablished {
+                    name: name.to_string(),
+                    waited: timeout,
+                });
+            }
         }
     }
     Ok(())

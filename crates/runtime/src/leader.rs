@@ -39,7 +39,9 @@ pub enum Decision {
 
 /// Decides from the lease as stored; pure so the timing rules are tested without a cluster.
 pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decision {
-    let Some(spec) = spec else { return Decision::Acquire };
+    let Some(spec) = spec else {
+        return Decision::Acquire;
+    };
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder == identity {
         return Decision::Renew;
@@ -47,7 +49,11 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
     if holder.is_empty() {
         return Decision::Acquire;
     }
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
+    let renewed = spec
+        .renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0);
     let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
     match renewed {
         Some(t) if t.as_second() + duration > now.as_second() => Decision::Wait,
@@ -59,18 +65,30 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
 pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let existing = api.get_opt(&cfg.name).await?;
-    let decision = decide(existing.as_ref().and_then(|l| l.spec.as_ref()), &cfg.identity, now);
+    let decision = decide(
+        existing.as_ref().and_then(|l| l.spec.as_ref()),
+        &cfg.identity,
+        now,
+    );
     if decision == Decision::Wait {
         return Ok(false);
     }
-    let old_spec = existing.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
+    let old_spec = existing
+        .as_ref()
+        .and_then(|l| l.spec.clone())
+        .unwrap_or_default();
     let spec = LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(cfg.lease_duration.as_secs() as i32),
         renew_time: Some(MicroTime(now)),
-        acquire_time: if decision == Decision::Renew { old_spec.acquire_time.clone() } else { Some(MicroTime(now)) },
+        acquire_time: if decision == Decision::Renew {
+            old_spec.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        },
         lease_transitions: Some(
-            old_spec.lease_transitions.unwrap_or(0) + i32::from(decision == Decision::Acquire && existing.is_some()),
+            old_spec.lease_transitions.unwrap_or(0)
+                + i32::from(decision == Decision::Acquire && existing.is_some()),
         ),
         ..Default::default()
     };
@@ -82,7 +100,10 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, ku
         }
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(spec),
             };
             api.create(&PostParams::default(), &lease).await
@@ -120,7 +141,11 @@ pub fn spawn(client: Client, cfg: LeaseConfig) -> watch::Receiver<bool> {
             if tx.send(leading).is_err() {
                 return;
             }
-            let wait = if leading { cfg.renew_every } else { cfg.renew_every.min(Duration::from_secs(2)) };
+            let wait = if leading {
+                cfg.renew_every
+            } else {
+                cfg.renew_every.min(Duration::from_secs(2))
+            };
             tokio::time::sleep(wait).await;
         }
     });
@@ -144,9 +169,18 @@ mod tests {
     fn decisions() {
         let now = Timestamp::from_second(1000).unwrap();
         assert_eq!(decide(None, "a", now), Decision::Acquire);
-        assert_eq!(decide(Some(&lease("a", 990, 15)), "a", now), Decision::Renew);
+        assert_eq!(
+            decide(Some(&lease("a", 990, 15)), "a", now),
+            Decision::Renew
+        );
         assert_eq!(decide(Some(&lease("b", 990, 15)), "a", now), Decision::Wait);
-        assert_eq!(decide(Some(&lease("b", 980, 15)), "a", now), Decision::Acquire);
-        assert_eq!(decide(Some(&lease("", 999, 15)), "a", now), Decision::Acquire);
+        assert_eq!(
+            decide(Some(&lease("b", 980, 15)), "a", now),
+            Decision::Acquire
+        );
+        assert_eq!(
+            decide(Some(&lease("", 999, 15)), "a", now),
+            Decision::Acquire
+        );
     }
 }

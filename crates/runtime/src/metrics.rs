@@ -45,14 +45,34 @@ impl Metrics {
         let failures = Family::<FailureLabels, Counter>::default();
         // Reconciles are mostly milliseconds; PD calls can take seconds.
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
         let leader = Gauge::default();
         registry.register("reconcile_runs", "Reconciles run", runs.clone());
-        registry.register("reconcile_failures", "Reconciles that returned an error", failures.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
-        registry.register("leader", "1 while this process holds the leader lease", leader.clone());
-        Self { registry: Arc::new(Mutex::new(registry)), runs, failures, duration, leader }
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that returned an error",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process holds the leader lease",
+            leader.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            runs,
+            failures,
+            duration,
+            leader,
+        }
     }
 
     /// Lets a controller register its own metrics.
@@ -62,13 +82,26 @@ impl Metrics {
 
     /// Starts timing a reconcile of `kind`; the run is counted and timed when the guard drops.
     pub fn reconcile(&self, kind: &str) -> ReconcileTimer {
-        self.runs.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
-        ReconcileTimer { metrics: self.clone(), kind: kind.to_string(), start: Instant::now() }
+        self.runs
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+        ReconcileTimer {
+            metrics: self.clone(),
+            kind: kind.to_string(),
+            start: Instant::now(),
+        }
     }
 
     /// Counts a failed reconcile of `kind`.
     pub fn failure(&self, kind: &str, category: &str) {
-        self.failures.get_or_create(&FailureLabels { kind: kind.to_string(), category: category.to_string() }).inc();
+        self.failures
+            .get_or_create(&FailureLabels {
+                kind: kind.to_string(),
+                category: category.to_string(),
+            })
+            .inc();
     }
 
     /// Records whether this process leads.
@@ -103,7 +136,9 @@ impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.metrics
             .duration
-            .get_or_create(&KindLabels { kind: std::mem::take(&mut self.kind) })
+            .get_or_create(&KindLabels {
+                kind: std::mem::take(&mut self.kind),
+            })
             .observe(self.start.elapsed().as_secs_f64());
     }
 }
@@ -120,8 +155,13 @@ mod tests {
         m.failure("TiKV", "pd_unavailable");
         m.set_leader(true);
         let text = m.encode();
-        assert!(text.contains(r#"tikv_operator_reconcile_runs_total{kind="TiKV"} 2"#), "{text}");
-        assert!(text.contains(r#"tikv_operator_reconcile_failures_total{kind="TiKV",category="pd_unavailable"} 1"#));
+        assert!(
+            text.contains(r#"tikv_operator_reconcile_runs_total{kind="TiKV"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"tikv_operator_reconcile_failures_total{kind="TiKV",category="pd_unavailable"} 1"#
+        ));
         assert!(text.contains(r#"tikv_operator_reconcile_duration_seconds_count{kind="TiKV"} 2"#));
         assert!(text.contains("tikv_operator_leader 1"));
     }

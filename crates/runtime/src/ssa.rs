@@ -12,11 +12,21 @@ pub async fn apply<K>(api: &Api<K>, manager: &str, name: &str, obj: &K) -> Resul
 where
     K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
 {
-    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(obj)).await
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
 }
 
 /// Applies the status of an object: `status` is the whole status this manager owns.
-pub async fn apply_status<K, S>(api: &Api<K>, manager: &str, name: &str, status: &S) -> Result<K, kube::Error>
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    manager: &str,
+    name: &str,
+    status: &S,
+) -> Result<K, kube::Error>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
     S: Serialize,
@@ -26,5 +36,10 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(body)).await
+    api.patch_status(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(body),
+    )
+    .await
 }

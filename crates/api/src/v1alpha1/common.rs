@@ -26,6 +26,8 @@ pub struct ClusterReference {
 ).message("volume storage may only grow"))]
 pub struct Volume {
     /// Name of the volume; the PVC is named `<name>-<instance>`.
+    // maxLength bounds the CEL cost estimate (the API server refuses the rule without it).
+    #[schemars(length(min = 1, max = 15))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$')")
         .message("volume name must be a DNS label of at most 15 characters"))]
     pub name: String,
@@ -33,6 +35,9 @@ pub struct Volume {
     #[schemars(length(min = 1, max = 8))]
     pub mounts: Vec<VolumeMount>,
     /// Requested size, e.g. `20Gi`. May grow (if the storage class allows expansion), never shrink.
+    // maxLength bounds the CEL cost estimate of the `quantity()` rule above (the API server
+    // refuses it without); it applies to the string form.
+    #[schemars(extend("maxLength" = 64))]
     pub storage: Quantity,
     /// Storage class of the PVC; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

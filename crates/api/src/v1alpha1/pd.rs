@@ -146,16 +146,23 @@ pub struct PDPorts {
 
 impl Default for PDPorts {
     fn default() -> Self {
-        Self { client: default_pd_client_port(), peer: default_pd_peer_port() }
+        Self {
+            client: default_pd_client_port(),
+            peer: default_pd_peer_port(),
+        }
     }
 }
 
 fn default_pd_client_port() -> Port {
-    Port { port: DEFAULT_PD_CLIENT_PORT }
+    Port {
+        port: DEFAULT_PD_CLIENT_PORT,
+    }
 }
 
 fn default_pd_peer_port() -> Port {
-    Port { port: DEFAULT_PD_PEER_PORT }
+    Port {
+        port: DEFAULT_PD_PEER_PORT,
+    }
 }
 
 /// One PD member: one pod, its PVCs and its config. Created by the group controller.

@@ -181,16 +181,23 @@ pub struct TiKVPorts {
 
 impl Default for TiKVPorts {
     fn default() -> Self {
-        Self { client: default_tikv_client_port(), status: default_tikv_status_port() }
+        Self {
+            client: default_tikv_client_port(),
+            status: default_tikv_status_port(),
+        }
     }
 }
 
 fn default_tikv_client_port() -> Port {
-    Port { port: DEFAULT_TIKV_CLIENT_PORT }
+    Port {
+        port: DEFAULT_TIKV_CLIENT_PORT,
+    }
 }
 
 fn default_tikv_status_port() -> Port {
-    Port { port: DEFAULT_TIKV_STATUS_PORT }
+    Port {
+        port: DEFAULT_TIKV_STATUS_PORT,
+    }
 }
 
 /// One TiKV store: one pod, its PVCs and its config. Created by the group controller.

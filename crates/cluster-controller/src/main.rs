@@ -1,0 +1,23 @@
+use clap::Parser;
+
+/// Reconciles Cluster objects of the TiKV operator.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    common: operator_runtime::app::CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let concurrency = args.common.concurrency;
+    operator_runtime::app::run(
+        cluster_controller::NAME,
+        args.common,
+        cluster_controller::CRDS,
+        |client, metrics| cluster_controller::run(client, metrics, concurrency),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Pure computation of the Cluster status from its groups.
+
+use api::v1alpha1::{ClusterStatus, ComponentStatus, GroupStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use operator_runtime::conditions::{self, NewCondition};
+
+/// One group as the cluster sees it.
+#[derive(Clone, Debug)]
+pub struct GroupSummary<'a> {
+    /// `PD` or `TiKV`.
+    pub kind: &'static str,
+    /// Desired replicas.
+    pub desired: i32,
+    /// Its status.
+    pub status: Option<&'a GroupStatus>,
+}
+
+/// Inputs besides the groups.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterFacts {
+    /// PD client URL, once a PD group exists.
+    pub pd_url: Option<String>,
+    /// PD cluster id, once PD answers.
+    pub id: Option<u64>,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// `spec.suspendAction.suspendCompute`.
+    pub suspend_compute: bool,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+}
+
+/// Computes the status; `old` keeps transition times and the id once learned.
+pub fn compute(
+    old: Option<&ClusterStatus>,
+    groups: &[GroupSummary],
+    facts: &ClusterFacts,
+    now: Time,
+) -> ClusterStatus {
+    let old_conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
+    let mut components = Vec::new();
+    for kind in ["PD", "TiKV"] {
+        let of_kind: Vec<_> = groups.iter().filter(|g| g.kind == kind).collect();
+        if !of_kind.is_empty() {
+            components.push(ComponentStatus {
+                kind: kind.to_string(),
+                replicas: of_kind.iter().map(|g| g.desired).sum(),
+                ready_replicas: of_kind
+                    .iter()
+                    .map(|g| g.status.map_or(0, |s| s.ready_replicas))
+                    .sum(),
+            });
+        }
+    }
+    let group_true = |g: &GroupSummary, t: &str| {
+        g.status
+            .is_some_and(|s| conditions::is_true(&s.conditions, t))
+    };
+    let pd = components.iter().find(|c| c.kind == "PD");
+    // PD serves while a majority of its members do.
+    let quorum = pd.is_some_and(|p| p.replicas > 0 && p.ready_replicas * 2 > p.replicas);
+    let id = facts
+        .id
+        .map(|i| i.to_string())
+        .or_else(|| old.and_then(|o| o.id.clone()));
+    let available = quorum && id.is_some();
+    let all_ready = !groups.is_empty() && groups.iter().all(|g| group_true(g, "Ready"));
+    let progressing = groups.iter().any(|g| group_true(g, "Progressing"));
+    let all_down = groups
+        .iter()
+        .all(|g| g.status.is_none_or(|s| s.ready_replicas == 0));
+    let missing = if pd.is_none() {
+        "no PDGroup refers to this cluster"
+    } else if id.is_none() {
+        "PD has not answered yet"
+    } else {
+        ""
+    };
+    let new = [
+        NewCondition::new(
+            "Available",
+            available,
+            if available { "PDQuorum" } else { "NoPDQuorum" },
+            if available {
+                String::new()
+            } else if missing.is_empty() {
+                "fewer than a majority of PD members are ready".to_string()
+            } else {
+                missing.to_string()
+            },
+        ),
+        NewCondition::new(
+            "Ready",
+            all_ready && available,
+            if all_ready && available {
+                "AllReady"
+            } else {
+                "NotAllReady"
+            },
+            "",
+        ),
+        NewCondition::new(
+            "Progressing",
+            progressing,
+            if progressing {
+                "GroupsProgressing"
+            } else {
+                "Stable"
+            },
+            "",
+        ),
+        NewCondition::new(
+            "Paused",
+            facts.paused,
+            if facts.paused { "Paused" } else { "NotPaused" },
+            "",
+        ),
+        NewCondition::new(
+            "Suspended",
+            facts.suspend_compute && all_down,
+            if !facts.suspend_compute {
+                "NotSuspended"
+            } else if all_down {
+                "Suspended"
+            } else {
+                "Suspending"
+            },
+            "",
+        ),
+    ];
+    ClusterStatus {
+        observed_generation: facts.generation,
+        conditions: conditions::merge(&old_conditions, &new, facts.generation, now),
+        pd: facts.pd_url.clone(),
+        id,
+        components,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn gs(ready: i32, ready_cond: bool) -> GroupStatus {
+        let c = [
+            NewCondition::new("Ready", ready_cond, "x", ""),
+            NewCondition::new("Progressing", !ready_cond, "x", ""),
+        ];
+        GroupStatus {
+            ready_replicas: ready,
+            conditions: conditions::merge(&[], &c, None, now()),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(5).unwrap())
+    }
+
+    #[test]
+    fn available_with_pd_quorum_ready_when_every_group_is() {
+        let (pd, tikv) = (gs(2, false), gs(3, true));
+        let groups = [
+            GroupSummary {
+                kind: "PD",
+                desired: 3,
+                status: Some(&pd),
+            },
+            GroupSummary {
+                kind: "TiKV",
+                desired: 3,
+                status: Some(&tikv),
+            },
+        ];
+        let facts = ClusterFacts {
+            pd_url: Some("http://p:2379".into()),
+            id: Some(42),
+            ..Default::default()
+        };
+        let s = compute(None, &groups, &facts, now());
+        assert!(conditions::is_true(&s.conditions, "Available"));
+        assert!(!conditions::is_true(&s.conditions, "Ready"));
+        assert!(conditions::is_true(&s.conditions, "Progressing"));
+        assert_eq!(s.id.as_deref(), Some("42"));
+        assert_eq!(
+            s.components[0],
+            ComponentStatus {
+                kind: "PD".into(),
+                replicas: 3,
+                ready_replicas: 2
+            }
+        );
+        let pd = gs(3, true);
+        let groups = [
+            GroupSummary {
+                kind: "PD",
+                desired: 3,
+                status: Some(&pd),
+            },
+            GroupSummary {
+                kind: "TiKV",
+                desired: 3,
+                status: Some(&tikv),
+            },
+        ];
+        let s = compute(
+            Some(&s),
+            &groups,
+            &ClusterFacts { id: None, ..facts },
+            now(),
+        );
+        assert!(conditions::is_true(&s.conditions, "Ready"));
+        assert_eq!(
+            s.id.as_deref(),
+            Some("42"),
+            "a learned id is kept while PD does not answer"
+        );
+    }
+
+    #[test]
+    fn no_quorum_or_no_pd_is_not_available() {
+        let pd = gs(1, false);
+        let groups = [GroupSummary {
+            kind: "PD",
+            desired: 3,
+            status: Some(&pd),
+        }];
+        let s = compute(
+            None,
+            &groups,
+            &ClusterFacts {
+                id: Some(1),
+                ..Default::default()
+            },
+            now(),
+        );
+        assert!(!conditions::is_true(&s.conditions, "Available"));
+        let s = compute(
+            None,
+            &[],
+            &ClusterFacts {
+                paused: true,
+                ..Default::default()
+            },
+            now(),
+        );
+        let avail = conditions::find(&s.conditions, "Available").unwrap();
+        assert_eq!(avail.message, "no PDGroup refers to this cluster");
+        assert!(conditions::is_true(&s.conditions, "Paused"));
+    }
+}

@@ -1,0 +1,75 @@
+//! The few PD questions and requests the instance controller needs, on top of `pdclient`.
+
+use pdclient::PdClient;
+
+use crate::status::{MemberInfo, StoreInfo};
+
+/// A PD client for one cluster.
+pub struct Pd(PdClient);
+
+impl Pd {
+    /// A client of PD at `url` (`http://host:port`).
+    pub fn new(url: &str) -> Result<Self, pdclient::Error> {
+        Ok(Self(PdClient::new(vec![url.to_string()])?))
+    }
+
+    /// The member named `name`, with its leadership and health.
+    pub async fn member(&self, name: &str) -> Result<Option<MemberInfo>, pdclient::Error> {
+        let members = self.0.members().await?;
+        let Some(m) = members.members.iter().find(|m| m.name == name) else {
+            return Ok(None);
+        };
+        let healthy = self
+            .0
+            .health()
+            .await?
+            .iter()
+            .any(|h| h.name == name && h.health);
+        Ok(Some(MemberInfo {
+            id: m.member_id,
+            leader: members.leader.as_ref().is_some_and(|l| l.name == name),
+            healthy,
+        }))
+    }
+
+    /// Removes the member `name`; false when PD does not list it (already removed).
+    pub async fn remove_member(&self, name: &str) -> Result<bool, pdclient::Error> {
+        match self.0.delete_member(name).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The store registered with `address`, tombstones included (newest first on reuse).
+    pub async fn store_by_address(
+        &self,
+        address: &str,
+    ) -> Result<Option<StoreInfo>, pdclient::Error> {
+        let stores = match self.0.stores().await {
+            Ok(s) => s,
+            Err(pdclient::Error::NotBootstrapped) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let best = stores
+            .into_iter()
+            .filter(|s| s.store.address == address)
+            .max_by_key(|s| s.store.id);
+        Ok(best.map(|s| StoreInfo {
+            id: s.store.id,
+            state: s.store.state_name.as_str().to_string(),
+            leader_count: s.status.leader_count as i64,
+            region_count: s.status.region_count as i64,
+        }))
+    }
+
+    /// Asks PD to remove a store (it becomes Offline, then Tombstone once empty).
+    pub async fn remove_store(&self, id: u64) -> Result<(), pdclient::Error> {
+        self.0.delete_store(id).await
+    }
+
+    /// Cancels the removal of an Offline store.
+    pub async fn cancel_store_removal(&self, id: u64) -> Result<(), pdclient::Error> {
+        self.0.cancel_delete_store(id).await
+    }
+}

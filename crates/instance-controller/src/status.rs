@@ -1,0 +1,155 @@
+//! Pure status computation of an instance from its pod and what PD reports.
+
+use k8s_openapi::api::core::v1::Pod;
+use operator_runtime::conditions::NewCondition;
+
+/// What PD says about a PD member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Member id.
+    pub id: u64,
+    /// Is the PD leader.
+    pub leader: bool,
+    /// PD's health check of the member.
+    pub healthy: bool,
+}
+
+/// What PD says about a TiKV store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// Store id.
+    pub id: u64,
+    /// `state_name`: Up, Disconnected, Down, Offline, Tombstone.
+    pub state: String,
+    /// Region leaders on the store.
+    pub leader_count: i64,
+    /// Region peers on the store.
+    pub region_count: i64,
+}
+
+/// Whether the pod runs and passes its readiness probe.
+pub fn pod_ready(pod: Option<&Pod>) -> bool {
+    pod.and_then(|p| p.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Ready condition of a PD member.
+pub fn pd_ready(pod: Option<&Pod>, member: Option<&MemberInfo>) -> NewCondition {
+    match (pod_ready(pod), member) {
+        (false, _) => NewCondition::new(
+            "Ready",
+            false,
+            "PodNotReady",
+            "the pod is not running or not ready",
+        ),
+        (true, None) => NewCondition::new(
+            "Ready",
+            false,
+            "NotMember",
+            "PD does not list this member yet",
+        ),
+        (true, Some(m)) if !m.healthy => NewCondition::new(
+            "Ready",
+            false,
+            "Unhealthy",
+            "PD reports the member unhealthy",
+        ),
+        (true, Some(_)) => NewCondition::new("Ready", true, "Healthy", "member is healthy"),
+    }
+}
+
+/// Ready condition of a TiKV store.
+pub fn tikv_ready(pod: Option<&Pod>, store: Option<&StoreInfo>) -> NewCondition {
+    match (pod_ready(pod), store) {
+        (false, _) => NewCondition::new(
+            "Ready",
+            false,
+            "PodNotReady",
+            "the pod is not running or not ready",
+        ),
+        (true, None) => NewCondition::new(
+            "Ready",
+            false,
+            "StoreNotRegistered",
+            "the store has not registered with PD yet",
+        ),
+        (true, Some(s)) if s.state == "Up" => {
+            NewCondition::new("Ready", true, "StoreUp", format!("store {} is Up", s.id))
+        }
+        (true, Some(s)) => NewCondition::new(
+            "Ready",
+            false,
+            format!("Store{}", s.state),
+            format!("store {} is {}", s.id, s.state),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    fn pod(ready: bool) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tikv_ready_needs_a_ready_pod_and_an_up_store() {
+        let up = StoreInfo {
+            id: 4,
+            state: "Up".into(),
+            ..Default::default()
+        };
+        let down = StoreInfo {
+            id: 4,
+            state: "Disconnected".into(),
+            ..Default::default()
+        };
+        assert_eq!(tikv_ready(None, Some(&up)).reason, "PodNotReady");
+        assert_eq!(
+            tikv_ready(Some(&pod(true)), None).reason,
+            "StoreNotRegistered"
+        );
+        assert_eq!(
+            tikv_ready(Some(&pod(true)), Some(&down)).reason,
+            "StoreDisconnected"
+        );
+        let ok = tikv_ready(Some(&pod(true)), Some(&up));
+        assert_eq!((ok.status, ok.reason.as_str()), ("True", "StoreUp"));
+        assert_eq!(tikv_ready(Some(&pod(false)), Some(&up)).status, "False");
+    }
+
+    #[test]
+    fn pd_ready_needs_a_healthy_member() {
+        let m = MemberInfo {
+            id: 1,
+            leader: false,
+            healthy: true,
+        };
+        assert_eq!(pd_ready(Some(&pod(true)), Some(&m)).status, "True");
+        assert_eq!(
+            pd_ready(
+                Some(&pod(true)),
+                Some(&MemberInfo {
+                    healthy: false,
+                    ..m.clone()
+                })
+            )
+            .reason,
+            "Unhealthy"
+        );
+        assert_eq!(pd_ready(Some(&pod(true)), None).reason, "NotMember");
+    }
+}
