@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `just down`: stops every process `just up` started (newest first), then cleans its state.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+pids="$root/.local/pids"
+[ -f "$pids" ] || { echo "nothing to stop"; exit 0; }
+tac "$pids" | while read -r name pid; do
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "stopped $name ($pid)"
+  fi
+done
+rm -f "$pids" "$root/.local/kubeconfig"
+echo "down"
