@@ -144,8 +144,8 @@ pub async fn apply_resources<K: InstanceKind>(
     let rendered = match config::render(obj.config(), K::OWNED_CONFIG_KEYS) {
         Ok(c) => c,
         Err(e) => {
-            let first = !conditions::find(&current_conditions(obj), "Synced")
-                .is_some_and(|c| c.reason == "InvalidConfig");
+            let first = conditions::find(&current_conditions(obj), "Synced")
+                .is_none_or(|c| c.reason != "InvalidConfig");
             if first {
                 event(ctx, obj, EventType::Warning, "InvalidConfig", e.to_string()).await;
             }
