@@ -150,24 +150,25 @@ fn cluster_of(ns: Option<String>, cluster: &str) -> Option<ObjectRef<Cluster>> {
 }
 
 /// Runs the controller until shutdown.
-pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
+pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
+    let ns = namespace.as_deref();
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,
         manager: operator_runtime::field_manager(NAME),
     });
     Controller::new(
-        Api::<Cluster>::all(client.clone()),
+        operator_runtime::scoped_api::<Cluster>(client.clone(), ns),
         watcher::Config::default(),
     )
     .with_config(Config::default().concurrency(concurrency))
     .watches(
-        Api::<PDGroup>::all(client.clone()),
+        operator_runtime::scoped_api::<PDGroup>(client.clone(), ns),
         watcher::Config::default(),
         |g: PDGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
     )
     .watches(
-        Api::<TiKVGroup>::all(client),
+        operator_runtime::scoped_api::<TiKVGroup>(client, ns),
         watcher::Config::default(),
         |g: TiKVGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
     )

@@ -12,11 +12,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let concurrency = args.common.concurrency;
+    let namespace = args.common.namespace.clone();
     operator_runtime::app::run(
         cluster_controller::NAME,
         args.common,
         cluster_controller::CRDS,
-        |client, metrics| cluster_controller::run(client, metrics, concurrency),
+        |client, metrics| cluster_controller::run(client, metrics, concurrency, namespace),
     )
     .await?;
     Ok(())

@@ -47,19 +47,24 @@ fn error_policy<G: GroupKind>(_group: Arc<G>, error: &Error, ctx: Arc<Context>) 
 }
 
 /// Runs the controller of one group kind until shutdown.
-async fn run_kind<G: GroupKind>(client: Client, ctx: Arc<Context>, concurrency: u16) {
-    let groups: Api<G> = Api::all(client.clone());
+async fn run_kind<G: GroupKind>(
+    client: Client,
+    ctx: Arc<Context>,
+    concurrency: u16,
+    ns: Option<String>,
+) {
+    let groups: Api<G> = operator_runtime::scoped_api(client.clone(), ns.as_deref());
     let controller = Controller::new(groups, watcher::Config::default())
         .with_config(Config::default().concurrency(concurrency));
     let store = controller.store();
     controller
         .owns(
-            Api::<G::Instance>::all(client.clone()),
+            operator_runtime::scoped_api::<G::Instance>(client.clone(), ns.as_deref()),
             watcher::Config::default(),
         )
         // A Cluster that appears, pauses or resumes wakes the groups that refer to it.
         .watches(
-            Api::<Cluster>::all(client),
+            operator_runtime::scoped_api::<Cluster>(client, ns.as_deref()),
             watcher::Config::default(),
             move |cluster: Cluster| {
                 let ns = cluster.namespace();
@@ -77,8 +82,8 @@ async fn run_kind<G: GroupKind>(client: Client, ctx: Arc<Context>, concurrency: 
         .await;
 }
 
-/// Runs both group controllers until shutdown.
-pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
+/// Runs both group controllers until shutdown, over one namespace or all.
+pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
     let reporter = Reporter {
         controller: operator_runtime::field_manager(NAME),
         instance: std::env::var("POD_NAME").ok(),
@@ -90,7 +95,7 @@ pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
         manager: operator_runtime::field_manager(NAME),
     });
     tokio::join!(
-        run_kind::<PDGroup>(client.clone(), ctx.clone(), concurrency),
-        run_kind::<TiKVGroup>(client, ctx, concurrency)
+        run_kind::<PDGroup>(client.clone(), ctx.clone(), concurrency, namespace.clone()),
+        run_kind::<TiKVGroup>(client, ctx, concurrency, namespace)
     );
 }

@@ -12,11 +12,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let concurrency = args.common.concurrency;
+    let namespace = args.common.namespace.clone();
     operator_runtime::app::run(
         group_controller::NAME,
         args.common,
         group_controller::CRDS,
-        |client, metrics| group_controller::run(client, metrics, concurrency),
+        |client, metrics| group_controller::run(client, metrics, concurrency, namespace),
     )
     .await?;
     Ok(())

@@ -20,7 +20,7 @@ use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use operator_runtime::metrics::Metrics;
 
 use crate::kind::InstanceKind;
@@ -36,37 +36,47 @@ pub const CRDS: &[&str] = &[
     "tikvs.core.tikv.org",
 ];
 
-fn controller<K: InstanceKind>(client: &Client, concurrency: u16) -> Controller<K> {
-    let c = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
-        .with_config(Config::default().concurrency(concurrency));
+fn controller<K: InstanceKind>(
+    client: &Client,
+    concurrency: u16,
+    ns: Option<&str>,
+) -> Controller<K> {
+    let c = Controller::new(
+        operator_runtime::scoped_api::<K>(client.clone(), ns),
+        watcher::Config::default(),
+    )
+    .with_config(Config::default().concurrency(concurrency));
     let store = c.store();
-    c.owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .owns(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .watches(
-            Api::<Cluster>::all(client.clone()),
-            watcher::Config::default(),
-            move |cluster: Cluster| {
-                let ns = cluster.namespace();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|i| i.cluster().name == cluster.name_any() && i.namespace() == ns)
-                    .map(|i| ObjectRef::from_obj(i.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .shutdown_on_signal()
+    c.owns(
+        operator_runtime::scoped_api::<Pod>(client.clone(), ns),
+        watcher::Config::default(),
+    )
+    .owns(
+        operator_runtime::scoped_api::<ConfigMap>(client.clone(), ns),
+        watcher::Config::default(),
+    )
+    .owns(
+        operator_runtime::scoped_api::<PersistentVolumeClaim>(client.clone(), ns),
+        watcher::Config::default(),
+    )
+    .watches(
+        operator_runtime::scoped_api::<Cluster>(client.clone(), ns),
+        watcher::Config::default(),
+        move |cluster: Cluster| {
+            let ns = cluster.namespace();
+            store
+                .state()
+                .into_iter()
+                .filter(|i| i.cluster().name == cluster.name_any() && i.namespace() == ns)
+                .map(|i| ObjectRef::from_obj(i.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    )
+    .shutdown_on_signal()
 }
 
 /// Runs the PD and TiKV controllers until shutdown.
-pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
+pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
     let reporter = Reporter {
         controller: operator_runtime::field_manager(NAME),
         instance: std::env::var("POD_NAME").ok(),
@@ -77,14 +87,14 @@ pub async fn run(client: Client, metrics: Metrics, concurrency: u16) {
         recorder: Recorder::new(client.clone(), reporter),
         manager: operator_runtime::field_manager(NAME),
     });
-    let pd = controller::<PD>(&client, concurrency)
+    let pd = controller::<PD>(&client, concurrency, namespace.as_deref())
         .run(
             controllers::reconcile_pd,
             reconcile::error_policy::<PD>,
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
-    let tikv = controller::<TiKV>(&client, concurrency)
+    let tikv = controller::<TiKV>(&client, concurrency, namespace.as_deref())
         .run(
             controllers::reconcile_tikv,
             reconcile::error_policy::<TiKV>,

@@ -30,6 +30,9 @@ pub struct CommonArgs {
     /// Log format: json, text, or auto (json inside a pod).
     #[arg(long, env = "LOG_FORMAT", default_value = "auto")]
     pub log_format: LogFormat,
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
     /// How many objects each controller reconciles at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,

@@ -18,3 +18,15 @@ pub const FIELD_MANAGER_PREFIX: &str = "tikv-operator";
 pub fn field_manager(controller: &str) -> String {
     format!("{FIELD_MANAGER_PREFIX}/{controller}")
 }
+
+/// An API handle for the watched scope: one namespace, or all of them.
+pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    }
+}

@@ -1,0 +1,376 @@
+//! The group controller against a real kube-apiserver: instances, services, revisions, status,
+//! scaling, rolling update and two-step scale-in. The test plays the instance controller by
+//! writing instance status, so each step of the protocol is driven explicitly.
+
+use std::future::Future;
+use std::time::Duration;
+
+use api::v1alpha1::{Cluster, InstanceStatus, PD, PDGroup, TiKV, TiKVGroup, TiKVStatus};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Event, Service};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use operator_runtime::conditions::{self, NewCondition};
+
+/// Polls `f` until it returns Some, or panics after `secs` with `what`.
+async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace with its own group controller.
+async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
+    let cp = testenv::shared();
+    let ns = cp.create_namespace("group").await;
+    let client = cp.client();
+    let controller = tokio::spawn(group_controller::run(
+        client.clone(),
+        operator_runtime::metrics::Metrics::new(),
+        2,
+        Some(ns.clone()),
+    ));
+    (client, ns, controller)
+}
+
+async fn create<K>(api: &Api<K>, yaml: &str) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let obj: K = serde_yaml::from_str(yaml).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
+const CLUSTER: &str =
+    "{apiVersion: core.tikv.org/v1alpha1, kind: Cluster, metadata: {name: basic}, spec: {}}";
+
+fn tikv_group(replicas: i32, version: &str) -> String {
+    format!(
+        r#"
+apiVersion: core.tikv.org/v1alpha1
+kind: TiKVGroup
+metadata: {{name: basic-tikv}}
+spec:
+  cluster: {{name: basic}}
+  replicas: {replicas}
+  schedulePolicy:
+    evenlySpread:
+      topologies:
+      - topology: {{topology.kubernetes.io/zone: a}}
+      - topology: {{topology.kubernetes.io/zone: b}}
+      - topology: {{topology.kubernetes.io/zone: c}}
+  template:
+    spec:
+      version: {version}
+      volumes: [{{name: data, mounts: [{{type: data}}], storage: 1Gi}}]
+"#
+    )
+}
+
+/// Plays the instance controller: the store runs its current spec and is Ready (or Offlined).
+async fn report(api: &Api<TiKV>, tikv: &TiKV, ready: bool, offlined: bool) {
+    let revision = tikv.labels().get(api::labels::REVISION).cloned();
+    let mut new = vec![NewCondition::new("Ready", ready, "Test", "")];
+    if offlined {
+        new.push(NewCondition::new("Offlined", true, "Removed", ""));
+    }
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let status = TiKVStatus {
+        common: InstanceStatus {
+            conditions: conditions::merge(&[], &new, None, now),
+            current_revision: revision,
+            observed_generation: tikv.metadata.generation,
+        },
+        ..Default::default()
+    };
+    operator_runtime::ssa::apply_status(api, "test/instance", &tikv.name_any(), &status)
+        .await
+        .unwrap();
+}
+
+async fn list(api: &Api<TiKV>) -> Vec<TiKV> {
+    api.list(&ListParams::default()).await.unwrap().items
+}
+
+#[tokio::test]
+async fn tikv_group_lifecycle() {
+    let (client, ns, controller) = setup().await;
+    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
+    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
+    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
+    create(&groups, &tikv_group(3, "v8.5.0")).await;
+
+    // Three instances, one per zone, owned by the group, at the update revision.
+    let instances = wait(30, "3 TiKV instances", || async {
+        let l = list(&tikvs).await;
+        (l.len() == 3).then_some(l)
+    })
+    .await;
+    let group = wait(30, "group status", || async {
+        groups
+            .get("basic-tikv")
+            .await
+            .ok()
+            .filter(|g| g.status.as_ref().is_some_and(|s| s.replicas == 3))
+    })
+    .await;
+    let st = group.status.clone().unwrap();
+    let update_revision = st.update_revision.clone().unwrap();
+    let mut zones: Vec<String> = instances
+        .iter()
+        .map(|t| t.spec.topology.as_ref().unwrap()["topology.kubernetes.io/zone"].clone())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["a", "b", "c"]);
+    for t in &instances {
+        assert_eq!(t.labels()[api::labels::REVISION], update_revision);
+        assert_eq!(t.labels()[api::labels::GROUP], "basic-tikv");
+        assert_eq!(t.owner_references()[0].name, "basic-tikv");
+        assert_eq!(t.spec.subdomain, "basic-tikv-peer");
+        assert!(!t.spec.offline);
+    }
+    assert_eq!(st.ready_replicas, 0);
+    assert!(
+        st.selector
+            .as_deref()
+            .unwrap()
+            .contains("tikv.org/group=basic-tikv")
+    );
+    assert!(!conditions::is_true(&st.conditions, "Ready"));
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("basic-tikv-peer")
+        .await
+        .unwrap();
+    assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    Api::<ControllerRevision>::namespaced(client.clone(), &ns)
+        .get(&update_revision)
+        .await
+        .unwrap();
+
+    // All Ready: the group is Ready and reports the version.
+    for t in &instances {
+        report(&tikvs, t, true, false).await;
+    }
+    wait(30, "group Ready", || async {
+        let g = groups.get("basic-tikv").await.ok()?;
+        let s = g.status?;
+        (conditions::is_true(&s.conditions, "Ready") && s.version.as_deref() == Some("v8.5.0"))
+            .then_some(())
+    })
+    .await;
+
+    // Scale out through the scale subresource's field.
+    let scale = serde_json::json!({"spec": {"replicas": 5}});
+    groups
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .unwrap();
+    let instances = wait(30, "5 instances", || async {
+        let l = list(&tikvs).await;
+        (l.len() == 5).then_some(l)
+    })
+    .await;
+    for t in &instances {
+        report(&tikvs, t, true, false).await;
+    }
+
+    // A new version rolls one instance at a time (maxUnavailable 1).
+    let upgrade = serde_json::json!({"spec": {"template": {"spec": {"version": "v8.5.1"}}}});
+    groups
+        .patch(
+            "basic-tikv",
+            &PatchParams::default(),
+            &Patch::Merge(&upgrade),
+        )
+        .await
+        .unwrap();
+    let new_revision = wait(30, "a new update revision", || async {
+        let r = groups
+            .get("basic-tikv")
+            .await
+            .ok()?
+            .status?
+            .update_revision?;
+        (r != update_revision).then_some(r)
+    })
+    .await;
+    let updated = |l: &[TiKV]| {
+        l.iter()
+            .filter(|t| t.labels()[api::labels::REVISION] == new_revision)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let first = wait(30, "one updated instance", || async {
+        updated(&list(&tikvs).await).into_iter().next()
+    })
+    .await;
+    assert_eq!(first.spec.template.version, "v8.5.1");
+    // While it restarts (not ready at the new revision), nobody else is touched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        updated(&list(&tikvs).await).len(),
+        1,
+        "only one instance may roll at a time"
+    );
+    report(
+        &tikvs,
+        &tikvs.get(&first.name_any()).await.unwrap(),
+        true,
+        false,
+    )
+    .await;
+    wait(30, "a second updated instance", || async {
+        (updated(&list(&tikvs).await).len() == 2).then_some(())
+    })
+    .await;
+    // Finish the rollout.
+    wait(120, "all instances updated and group Ready", || async {
+        for t in list(&tikvs).await {
+            let st = t.status.as_ref().map(|s| &s.common);
+            if st.and_then(|s| s.current_revision.as_deref())
+                != t.labels().get(api::labels::REVISION).map(String::as_str)
+            {
+                report(&tikvs, &t, true, false).await;
+            }
+        }
+        let s = groups.get("basic-tikv").await.ok()?.status?;
+        (s.updated_replicas == 5
+            && conditions::is_true(&s.conditions, "Ready")
+            && s.current_revision.as_deref() == Some(&new_revision))
+        .then_some(())
+    })
+    .await;
+
+    // Scale in: one store goes offline; it is deleted only once PD has removed it.
+    let scale = serde_json::json!({"spec": {"replicas": 4}});
+    groups
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .unwrap();
+    let leaving = wait(30, "an offline instance", || async {
+        list(&tikvs).await.into_iter().find(|t| t.spec.offline)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        list(&tikvs).await.len(),
+        5,
+        "nothing is deleted before the store is removed"
+    );
+    report(&tikvs, &leaving, false, true).await;
+    wait(30, "the removed instance deleted", || async {
+        let l = list(&tikvs).await;
+        (l.len() == 4 && l.iter().all(|t| t.name_any() != leaving.name_any())).then_some(())
+    })
+    .await;
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    for reason in [
+        "InstanceCreated",
+        "InstanceUpdating",
+        "ScaleInStarted",
+        "InstanceDeleted",
+    ] {
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some(reason)),
+            "no {reason} event"
+        );
+    }
+    controller.abort();
+}
+
+#[tokio::test]
+async fn first_pd_members_bootstrap_together() {
+    let (client, ns, controller) = setup().await;
+    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
+    let yaml = r#"
+apiVersion: core.tikv.org/v1alpha1
+kind: PDGroup
+metadata: {name: basic-pd}
+spec:
+  cluster: {name: basic}
+  replicas: 3
+  template: {spec: {version: v8.5.0, volumes: [{name: data, mounts: [{type: data}], storage: 1Gi}]}}
+"#;
+    create(&Api::<PDGroup>::namespaced(client.clone(), &ns), yaml).await;
+    let pds: Api<PD> = Api::namespaced(client.clone(), &ns);
+    let members = wait(30, "3 PD instances", || async {
+        let l = pds.list(&ListParams::default()).await.ok()?.items;
+        (l.len() == 3).then_some(l)
+    })
+    .await;
+    let mut names: Vec<String> = members.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    for p in &members {
+        let mut initial = p.spec.initial_members.clone();
+        initial.sort();
+        assert_eq!(initial, names, "every first member knows all first members");
+    }
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    services.get("basic-pd").await.unwrap();
+    services.get("basic-pd-peer").await.unwrap();
+    controller.abort();
+}
+
+#[tokio::test]
+async fn a_group_without_its_cluster_says_so() {
+    let (client, ns, controller) = setup().await;
+    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
+    create(&groups, &tikv_group(1, "v8.5.0")).await;
+    let cond = wait(30, "Synced=False", || async {
+        let s = groups.get("basic-tikv").await.ok()?.status?;
+        conditions::find(&s.conditions, "Synced").cloned()
+    })
+    .await;
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "ClusterNotFound")
+    );
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ClusterNotFound")
+                && e.type_.as_deref() == Some("Warning"))
+    );
+    assert!(
+        Api::<TiKV>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Creating the Cluster wakes the group.
+    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
+    wait(30, "an instance once the Cluster exists", || async {
+        let l = Api::<TiKV>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items;
+        (l.len() == 1).then_some(())
+    })
+    .await;
+    controller.abort();
+}
