@@ -3,7 +3,7 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd ...]     (default: all)
+#   e2e/tools/build.sh [etcd|k8s|pd|helm ...]     (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
 # fresh clones (CI) reuse it. Go's module and build caches are the usual ones and are reused too.
@@ -80,14 +80,20 @@ build_pd() {
     -o "$bin_dir/pd-server" github.com/tikv/pd/cmd/pd-server
 }
 
+build_helm() {
+  # For the chart rendering tests.
+  build helm helm -- -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.0" -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
     k8s) build_k8s ;;
     pd) build_pd ;;
-    *) echo "unknown target: $t (want etcd, k8s or pd)" >&2; exit 2 ;;
+    helm) build_helm ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd or helm)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -1,0 +1,12 @@
+{{- define "ctl.name" -}}{{ .Release.Name }}-group-controller{{- end -}}
+{{- define "ctl.labels" -}}
+app.kubernetes.io/name: tikv-operator-group-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: group-controller
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+{{- define "ctl.selector" -}}
+app.kubernetes.io/name: tikv-operator-group-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -1,0 +1,21 @@
+{{- define "ctl.rules" -}}
+  # Groups and their status; instance objects; Services and revisions of each group.
+  - apiGroups: [core.tikv.org]
+    resources: [clusters]
+    verbs: [get, list, watch]
+  - apiGroups: [core.tikv.org]
+    resources: [pdgroups, tikvgroups]
+    verbs: [get, list, watch]
+  - apiGroups: [core.tikv.org]
+    resources: [pdgroups/status, tikvgroups/status]
+    verbs: [get, patch, update]
+  - apiGroups: [core.tikv.org]
+    resources: [pds, tikvs]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [get, list, watch, create, patch, update]
+  - apiGroups: [apps]
+    resources: [controllerrevisions]
+    verbs: [get, list, watch, create, delete]
+{{- end -}}

@@ -1,0 +1,21 @@
+{{- define "ctl.rules" -}}
+  # Instances (status, finalizers) and the pods, config and volumes of each.
+  - apiGroups: [core.tikv.org]
+    resources: [clusters]
+    verbs: [get, list, watch]
+  - apiGroups: [core.tikv.org]
+    resources: [pds, tikvs]
+    verbs: [get, list, watch, patch, update]
+  - apiGroups: [core.tikv.org]
+    resources: [pds/status, tikvs/status]
+    verbs: [get, patch, update]
+  - apiGroups: [core.tikv.org]
+    resources: [pds/finalizers, tikvs/finalizers]
+    verbs: [update]
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, create, delete]
+  - apiGroups: [""]
+    resources: [configmaps, persistentvolumeclaims]
+    verbs: [get, list, watch, create, patch, update]
+{{- end -}}
