@@ -144,8 +144,17 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     };
     let address = tikv_address(tikv.as_ref(), &ns);
     let client = pd_url.as_deref().map(Pd::new).transpose()?;
+    // No PD URL means no pod was ever started, so no store can exist. But PD not answering
+    // says nothing about the store: a leaving store must then wait, never count as removed.
     let store = match &client {
-        Some(c) => c.store_by_address(&address).await.ok().flatten(),
+        Some(c) => match c.store_by_address(&address).await {
+            Ok(s) => s,
+            Err(e) if leaving => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, store = %address, "cannot ask PD about the store");
+                None
+            }
+        },
         None => None,
     };
 
