@@ -14,6 +14,7 @@ use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use operator_runtime::context::Context;
 use operator_runtime::metrics::Metrics;
 use operator_runtime::ssa;
 
@@ -28,16 +29,6 @@ pub const CRDS: &[&str] = &[
     "pdgroups.core.tikv.org",
     "tikvgroups.core.tikv.org",
 ];
-
-/// Shared state.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Field manager.
-    pub manager: String,
-}
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -152,11 +143,7 @@ fn cluster_of(ns: Option<String>, cluster: &str) -> Option<ObjectRef<Cluster>> {
 /// Runs the controller until shutdown.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
     let ns = namespace.as_deref();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        metrics,
-        manager: operator_runtime::field_manager(NAME),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
     Controller::new(
         operator_runtime::scoped_api::<Cluster>(client.clone(), ns),
         watcher::Config::default(),

@@ -1,23 +1,9 @@
-use clap::Parser;
-
-/// Reconciles Cluster objects of the TiKV operator.
-#[derive(Parser)]
-#[command(version, about)]
-struct Args {
-    #[command(flatten)]
-    common: operator_runtime::app::CommonArgs,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let concurrency = args.common.concurrency;
-    let namespace = args.common.namespace.clone();
-    operator_runtime::app::run(
+    operator_runtime::app::main(
         cluster_controller::NAME,
-        args.common,
         cluster_controller::CRDS,
-        |client, metrics| cluster_controller::run(client, metrics, concurrency, namespace),
+        cluster_controller::run,
     )
     .await?;
     Ok(())

@@ -14,7 +14,6 @@ use std::time::Duration;
 use api::v1alpha1::{Cluster, GroupStatus, PDGroup, TiKVGroup};
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -84,16 +83,7 @@ async fn run_kind<G: GroupKind>(
 
 /// Runs both group controllers until shutdown, over one namespace or all.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
-    let reporter = Reporter {
-        controller: operator_runtime::field_manager(NAME),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        metrics,
-        recorder: Recorder::new(client.clone(), reporter),
-        manager: operator_runtime::field_manager(NAME),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
     tokio::join!(
         run_kind::<PDGroup>(client.clone(), ctx.clone(), concurrency, namespace.clone()),
         run_kind::<TiKVGroup>(client, ctx, concurrency, namespace)

@@ -1,23 +1,9 @@
-use clap::Parser;
-
-/// Reconciles PDGroup and TiKVGroup objects of the TiKV operator.
-#[derive(Parser)]
-#[command(version, about)]
-struct Args {
-    #[command(flatten)]
-    common: operator_runtime::app::CommonArgs,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let concurrency = args.common.concurrency;
-    let namespace = args.common.namespace.clone();
-    operator_runtime::app::run(
+    operator_runtime::app::main(
         group_controller::NAME,
-        args.common,
         group_controller::CRDS,
-        |client, metrics| group_controller::run(client, metrics, concurrency, namespace),
+        group_controller::run,
     )
     .await?;
     Ok(())

@@ -11,28 +11,16 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
 use operator_runtime::conditions::NewCondition;
-use operator_runtime::metrics::Metrics;
+pub use operator_runtime::context::Context;
 use operator_runtime::ssa;
 
 use crate::build;
 use crate::component::GroupKind;
 use crate::plan::{self, Action, GroupView};
 use crate::revision;
-
-/// Shared state of the group controllers.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Process metrics.
-    pub metrics: Metrics,
-    /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
-    /// SSA field manager.
-    pub manager: String,
-}
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -75,25 +63,6 @@ pub fn new_instance_name(group: &str) -> String {
     format!("{group}-{suffix}")
 }
 
-async fn event<G: GroupKind>(
-    ctx: &Context,
-    group: &G,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &group.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
-}
-
 /// Reconciles one group.
 pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let _timer = ctx.metrics.reconcile(G::kind(&()).as_ref());
@@ -113,8 +82,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         .await?
     else {
         let msg = format!("Cluster {cluster_name} does not exist in namespace {ns}");
-        event(
-            &ctx,
+        ctx.event(
             group.as_ref(),
             EventType::Warning,
             "ClusterNotFound",
@@ -212,8 +180,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                         &obj,
                     )
                     .await?;
-                event(
-                    &ctx,
+                ctx.event(
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceCreated",
@@ -227,8 +194,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 let mut obj = group.build_instance(iname, None, &[], existing);
                 set_revision(&mut obj, &update_revision);
                 ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
-                event(
-                    &ctx,
+                ctx.event(
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceUpdating",
@@ -267,7 +233,8 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                             format!("cancelled the removal of {iname}"),
                         )
                     };
-                    event(&ctx, group.as_ref(), EventType::Normal, reason, note).await;
+                    ctx.event(group.as_ref(), EventType::Normal, reason, note)
+                        .await;
                 }
             }
             Action::Delete { name: iname } => {
@@ -276,8 +243,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     .await
                     .map(|_| ())
                     .or_else(ignore_not_found)?;
-                event(
-                    &ctx,
+                ctx.event(
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceDeleted",

@@ -2,7 +2,6 @@
 //! scaling, rolling update and two-step scale-in. The test plays the instance controller by
 //! writing instance status, so each step of the protocol is driven explicitly.
 
-use std::future::Future;
 use std::time::Duration;
 
 use api::v1alpha1::{Cluster, InstanceStatus, PD, PDGroup, TiKV, TiKVGroup, TiKVStatus};
@@ -11,25 +10,7 @@ use k8s_openapi::api::core::v1::{Event, Service};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::conditions::{self, NewCondition};
-
-/// Polls `f` until it returns Some, or panics after `secs` with `what`.
-async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use testenv::wait_for;
 
 /// A namespace with its own group controller.
 async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
@@ -114,12 +95,12 @@ async fn tikv_group_lifecycle() {
     create(&groups, &tikv_group(3, "v8.5.0")).await;
 
     // Three instances, one per zone, owned by the group, at the update revision.
-    let instances = wait(30, "3 TiKV instances", || async {
+    let instances = wait_for(30, "3 TiKV instances", || async {
         let l = list(&tikvs).await;
         (l.len() == 3).then_some(l)
     })
     .await;
-    let group = wait(30, "group status", || async {
+    let group = wait_for(30, "group status", || async {
         groups
             .get("basic-tikv")
             .await
@@ -164,7 +145,7 @@ async fn tikv_group_lifecycle() {
     for t in &instances {
         report(&tikvs, t, true, false).await;
     }
-    wait(30, "group Ready", || async {
+    wait_for(30, "group Ready", || async {
         let g = groups.get("basic-tikv").await.ok()?;
         let s = g.status?;
         (conditions::is_true(&s.conditions, "Ready") && s.version.as_deref() == Some("v8.5.0"))
@@ -178,7 +159,7 @@ async fn tikv_group_lifecycle() {
         .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&scale))
         .await
         .unwrap();
-    let instances = wait(30, "5 instances", || async {
+    let instances = wait_for(30, "5 instances", || async {
         let l = list(&tikvs).await;
         (l.len() == 5).then_some(l)
     })
@@ -197,7 +178,7 @@ async fn tikv_group_lifecycle() {
         )
         .await
         .unwrap();
-    let new_revision = wait(30, "a new update revision", || async {
+    let new_revision = wait_for(30, "a new update revision", || async {
         let r = groups
             .get("basic-tikv")
             .await
@@ -213,7 +194,7 @@ async fn tikv_group_lifecycle() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    let first = wait(30, "one updated instance", || async {
+    let first = wait_for(30, "one updated instance", || async {
         updated(&list(&tikvs).await).into_iter().next()
     })
     .await;
@@ -232,12 +213,12 @@ async fn tikv_group_lifecycle() {
         false,
     )
     .await;
-    wait(30, "a second updated instance", || async {
+    wait_for(30, "a second updated instance", || async {
         (updated(&list(&tikvs).await).len() == 2).then_some(())
     })
     .await;
     // Finish the rollout.
-    wait(120, "all instances updated and group Ready", || async {
+    wait_for(120, "all instances updated and group Ready", || async {
         for t in list(&tikvs).await {
             let st = t.status.as_ref().map(|s| &s.common);
             if st.and_then(|s| s.current_revision.as_deref())
@@ -260,7 +241,7 @@ async fn tikv_group_lifecycle() {
         .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&scale))
         .await
         .unwrap();
-    let leaving = wait(30, "an offline instance", || async {
+    let leaving = wait_for(30, "an offline instance", || async {
         list(&tikvs).await.into_iter().find(|t| t.spec.offline)
     })
     .await;
@@ -271,7 +252,7 @@ async fn tikv_group_lifecycle() {
         "nothing is deleted before the store is removed"
     );
     report(&tikvs, &leaving, false, true).await;
-    wait(30, "the removed instance deleted", || async {
+    wait_for(30, "the removed instance deleted", || async {
         let l = list(&tikvs).await;
         (l.len() == 4 && l.iter().all(|t| t.name_any() != leaving.name_any())).then_some(())
     })
@@ -310,7 +291,7 @@ spec:
 "#;
     create(&Api::<PDGroup>::namespaced(client.clone(), &ns), yaml).await;
     let pds: Api<PD> = Api::namespaced(client.clone(), &ns);
-    let members = wait(30, "3 PD instances", || async {
+    let members = wait_for(30, "3 PD instances", || async {
         let l = pds.list(&ListParams::default()).await.ok()?.items;
         (l.len() == 3).then_some(l)
     })
@@ -333,7 +314,7 @@ async fn a_group_without_its_cluster_says_so() {
     let (client, ns, controller) = setup().await;
     let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
     create(&groups, &tikv_group(1, "v8.5.0")).await;
-    let cond = wait(30, "Synced=False", || async {
+    let cond = wait_for(30, "Synced=False", || async {
         let s = groups.get("basic-tikv").await.ok()?.status?;
         conditions::find(&s.conditions, "Synced").cloned()
     })
@@ -363,7 +344,7 @@ async fn a_group_without_its_cluster_says_so() {
     );
     // Creating the Cluster wakes the group.
     create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
-    wait(30, "an instance once the Cluster exists", || async {
+    wait_for(30, "an instance once the Cluster exists", || async {
         let l = Api::<TiKV>::namespaced(client.clone(), &ns)
             .list(&ListParams::default())
             .await

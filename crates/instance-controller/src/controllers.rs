@@ -13,7 +13,7 @@ use operator_runtime::conditions::NewCondition;
 use crate::component::tikv_address;
 use crate::kind::{InstanceKind, group_of, pd_service_url};
 use crate::pd::Pd;
-use crate::reconcile::{Context, Error, Observed, apply_resources, event, write_status};
+use crate::reconcile::{Context, Error, Observed, apply_resources, write_status};
 use crate::status;
 
 /// Finalizer on instances whose removal must first clean PD (members, stores).
@@ -74,8 +74,7 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
         if !cluster_gone(pd.as_ref(), &ctx).await? {
             let client = Pd::new(&fallback)?;
             if client.remove_member(&pd.name_any()).await? {
-                event(
-                    &ctx,
+                ctx.event(
                     pd.as_ref(),
                     EventType::Normal,
                     "MemberRemoved",
@@ -163,8 +162,7 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         if leaving && s.state != "Tombstone" && s.state != "Offline" {
             match c.remove_store(s.id).await {
                 Ok(()) => {
-                    event(
-                        &ctx,
+                    ctx.event(
                         tikv.as_ref(),
                         EventType::Normal,
                         "StoreRemoving",
@@ -176,8 +174,7 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
                     .await
                 }
                 Err(pdclient::Error::Refused { message, .. }) => {
-                    event(
-                        &ctx,
+                    ctx.event(
                         tikv.as_ref(),
                         EventType::Warning,
                         "StoreRemovalRefused",
@@ -190,8 +187,7 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
             }
         } else if !leaving && s.state == "Offline" {
             c.cancel_store_removal(s.id).await?;
-            event(
-                &ctx,
+            ctx.event(
                 tikv.as_ref(),
                 EventType::Normal,
                 "StoreRemovalCancelled",

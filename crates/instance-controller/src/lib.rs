@@ -17,7 +17,6 @@ use api::v1alpha1::{Cluster, PD, TiKV};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -77,16 +76,7 @@ fn controller<K: InstanceKind>(
 
 /// Runs the PD and TiKV controllers until shutdown.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
-    let reporter = Reporter {
-        controller: operator_runtime::field_manager(NAME),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        metrics,
-        recorder: Recorder::new(client.clone(), reporter),
-        manager: operator_runtime::field_manager(NAME),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
     let pd = controller::<PD>(&client, concurrency, namespace.as_deref())
         .run(
             controllers::reconcile_pd,

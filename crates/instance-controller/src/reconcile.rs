@@ -11,27 +11,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
 use operator_runtime::conditions::{self, NewCondition};
-use operator_runtime::metrics::Metrics;
+pub use operator_runtime::context::Context;
 use operator_runtime::ssa;
 
 use crate::kind::{InstanceKind, revision_of};
 use crate::pod::{self, CONFIG_FILE};
 use crate::{config, status};
-
-/// Shared state of the instance controllers.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Process metrics.
-    pub metrics: Metrics,
-    /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
-    /// SSA field manager.
-    pub manager: String,
-}
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -70,26 +58,6 @@ pub struct Observed {
     pub blocked: Option<NewCondition>,
 }
 
-/// Publishes an Event about `obj`.
-pub async fn event<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
-}
-
 /// Observes the Cluster and pod, and (unless blocked) applies ConfigMap, PVCs and Pod.
 /// `pd_url_fallback` is PD's address before the Cluster reports it (PD members use their group's Service).
 pub async fn apply_resources<K: InstanceKind>(
@@ -107,7 +75,8 @@ pub async fn apply_resources<K: InstanceKind>(
         .await?
     else {
         let msg = format!("Cluster {cluster_name} does not exist");
-        event(ctx, obj, EventType::Warning, "ClusterNotFound", msg.clone()).await;
+        ctx.event(obj, EventType::Warning, "ClusterNotFound", msg.clone())
+            .await;
         return Ok(None);
     };
     let pod = pods.get_opt(&name).await?;
@@ -147,7 +116,8 @@ pub async fn apply_resources<K: InstanceKind>(
             let first = conditions::find(&current_conditions(obj), "Synced")
                 .is_none_or(|c| c.reason != "InvalidConfig");
             if first {
-                event(ctx, obj, EventType::Warning, "InvalidConfig", e.to_string()).await;
+                ctx.event(obj, EventType::Warning, "InvalidConfig", e.to_string())
+                    .await;
             }
             observed.blocked = Some(NewCondition::new(
                 "Synced",
@@ -170,7 +140,8 @@ pub async fn apply_resources<K: InstanceKind>(
     let desired_pod = match pod::build_pod(&inputs) {
         Ok(p) => p,
         Err(e) => {
-            event(ctx, obj, EventType::Warning, "InvalidSpec", e.to_string()).await;
+            ctx.event(obj, EventType::Warning, "InvalidSpec", e.to_string())
+                .await;
             observed.blocked = Some(NewCondition::new(
                 "Synced",
                 false,
@@ -232,8 +203,7 @@ pub async fn apply_resources<K: InstanceKind>(
                     )
                 };
                 pods.delete(&name, &DeleteParams::default()).await?;
-                event(
-                    ctx,
+                ctx.event(
                     obj,
                     EventType::Normal,
                     "PodDeleted",
@@ -255,8 +225,7 @@ pub async fn apply_resources<K: InstanceKind>(
         }
         None => {
             pods.create(&Default::default(), &desired_pod).await?;
-            event(
-                ctx,
+            ctx.event(
                 obj,
                 EventType::Normal,
                 "PodCreated",

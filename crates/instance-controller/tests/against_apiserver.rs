@@ -2,7 +2,6 @@
 //! pod, ConfigMap and PVCs, refuses configs that override its keys, recreates out-of-date and
 //! deleted pods under the same name, and never lets a store go while PD cannot confirm it left.
 
-use std::future::Future;
 use std::time::Duration;
 
 use api::v1alpha1::{Cluster, ClusterStatus, TiKV};
@@ -10,24 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::conditions;
-
-async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use testenv::wait_for;
 
 /// A namespace with a Cluster whose PD URL points at a closed port, and its own controller.
 async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
@@ -90,7 +72,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
         .await
         .unwrap();
 
-    let pod = wait(30, "the pod", || async {
+    let pod = wait_for(30, "the pod", || async {
         pods.get_opt("t1").await.ok().flatten()
     })
     .await;
@@ -125,7 +107,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
     assert_eq!(pvc.owner_references()[0].name, "t1");
 
     // Status: the pod is not running (no kubelet here), so not Ready; everything applied.
-    let status = wait(30, "status", || async {
+    let status = wait_for(30, "status", || async {
         let t = tikvs.get("t1").await.ok()?;
         let s = t.status?;
         conditions::find(&s.common.conditions, "Ready")
@@ -156,7 +138,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
         .patch("t1", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let new = wait(30, "a pod at r2", || async {
+    let new = wait_for(30, "a pod at r2", || async {
         pods.get_opt("t1")
             .await
             .ok()
@@ -175,7 +157,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
     );
     // A deleted pod comes back.
     pods.delete("t1", &DeleteParams::default()).await.unwrap();
-    wait(30, "the pod recreated", || async {
+    wait_for(30, "the pod recreated", || async {
         pods.get_opt("t1")
             .await
             .ok()
@@ -199,7 +181,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
         .delete("basic", &DeleteParams::default())
         .await
         .unwrap();
-    wait(30, "the instance gone", || async {
+    wait_for(30, "the instance gone", || async {
         tikvs
             .get_opt("t1")
             .await
@@ -223,7 +205,7 @@ async fn refuses_a_config_that_sets_operator_keys() {
         )
         .await
         .unwrap();
-    let synced = wait(30, "Synced=False", || async {
+    let synced = wait_for(30, "Synced=False", || async {
         let s = tikvs.get("bad").await.ok()?.status?;
         conditions::find(&s.common.conditions, "Synced").cloned()
     })

@@ -125,3 +125,27 @@ where
         }
     }
 }
+
+/// The flags of a controller binary: only the common ones.
+#[derive(clap::Parser, Debug)]
+#[command(version, about = "A controller of the TiKV operator")]
+pub struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// The whole `main` of a controller binary: parse flags, then [`run`] with `start(client,
+/// metrics, concurrency, namespace)`.
+pub async fn main<F, Fut>(controller: &str, crds: &[&str], start: F) -> Result<(), Error>
+where
+    F: FnOnce(Client, crate::metrics::Metrics, u16, Option<String>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use clap::Parser;
+    let args = Args::parse();
+    let (concurrency, namespace) = (args.common.concurrency, args.common.namespace.clone());
+    run(controller, args.common, crds, move |client, metrics| {
+        start(client, metrics, concurrency, namespace)
+    })
+    .await
+}

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod conditions;
+pub mod context;
 pub mod crds;
 pub mod leader;
 pub mod metrics;

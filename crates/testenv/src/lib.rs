@@ -65,6 +65,9 @@
 mod certs;
 mod control_plane;
 pub mod process;
+mod wait;
+
+pub use wait::wait_for;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
