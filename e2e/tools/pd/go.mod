@@ -2,6 +2,10 @@ module tikv-operator.local/tools/pd
 
 go 1.26.8
 
+// PD registers HTTP routes with patterns the Go 1.22+ mux rejects (it panics at start-up);
+// keep the old mux behaviour for this binary.
+godebug httpmuxgo121=1
+
 tool github.com/tikv/pd/cmd/pd-server
 
 require (
