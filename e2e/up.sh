@@ -40,7 +40,7 @@ echo "  $(sed -n 's/^startup_ms=//p' "$state/logs/control-plane.log") ms; KUBECO
 
 if [ -x "$target/node-agent" ]; then
   echo "starting the node agent ..."
-  start node-agent "$state/logs/node-agent.log" "$target/node-agent" --kubeconfig "$KUBECONFIG" --state-dir "$state/node-agent"
+  start node-agent "$state/logs/node-agent.log" "$target/node-agent" --kubeconfig "$KUBECONFIG" --state-dir "$state/node-agent" --tikv-sim "$target/tikv-sim"
 else
   echo "node agent not built ($target/node-agent): pods will stay Pending"
 fi
