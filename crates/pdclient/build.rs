@@ -45,7 +45,10 @@ fn find_protoc() -> Result<PathBuf, String> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("PROTOC is set to {}, which is not a file", path.display()))
+            Err(format!(
+                "PROTOC is set to {}, which is not a file",
+                path.display()
+            ))
         };
     }
     let path = env::var_os("PATH").unwrap_or_default();
@@ -58,7 +61,9 @@ fn find_protoc() -> Result<PathBuf, String> {
 #[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(not(unix))]

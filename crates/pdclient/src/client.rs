@@ -86,8 +86,11 @@ impl PdClientBuilder {
     /// Checks the endpoints and builds the client. Endpoints are `http://host:port` or
     /// `host:port`, e.g. PD's `--advertise-client-urls`. Nothing is connected yet.
     pub fn build(self) -> Result<PdClient, Error> {
-        let endpoints =
-            self.endpoints.iter().map(|e| normalize_endpoint(e)).collect::<Result<Vec<_>, _>>()?;
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e))
+            .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
@@ -134,7 +137,10 @@ impl PdClient {
         S: AsRef<str>,
     {
         PdClientBuilder {
-            endpoints: endpoints.into_iter().map(|e| e.as_ref().to_string()).collect(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| e.as_ref().to_string())
+                .collect(),
             timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
@@ -167,26 +173,34 @@ impl PdClient {
     /// `"no valid pd to transfer etcd leader"` (500).
     pub async fn transfer_leader(&self, name: &str) -> Result<(), Error> {
         let path = format!("/leader/transfer/{}", path_segment(name));
-        self.send(Method::POST, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::POST, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// `POST /leader/resign`: the leader steps down and a random other member takes over.
     /// Not repeated on another endpoint after a timeout, since it could resign twice.
     pub async fn resign_leader(&self) -> Result<(), Error> {
-        self.send(Method::POST, "/leader/resign", None, Idempotent::No).await.map(drop)
+        self.send(Method::POST, "/leader/resign", None, Idempotent::No)
+            .await
+            .map(drop)
     }
 
     /// `DELETE /members/name/{name}`: removes a member from the PD (etcd) cluster.
     /// [`Error::NotFound`] if there is no such member.
     pub async fn delete_member(&self, name: &str) -> Result<(), Error> {
         let path = format!("/members/name/{}", path_segment(name));
-        self.send(Method::DELETE, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// `DELETE /members/id/{id}`: removes a member by its etcd member ID.
     pub async fn delete_member_by_id(&self, member_id: u64) -> Result<(), Error> {
         let path = format!("/members/id/{member_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     // ---- cluster ------------------------------------------------------------------------
@@ -230,16 +244,23 @@ impl PdClient {
     pub async fn stores(&self) -> Result<Vec<StoreInfo>, Error> {
         match self.get_json::<StoresList>("/stores/check").await {
             Ok(list) => Ok(list.stores),
-            Err(Error::NotFound { .. }) => {
-                Ok(self.get_json::<StoresList>("/stores?state=0&state=1&state=2").await?.stores)
-            }
+            Err(Error::NotFound { .. }) => Ok(self
+                .get_json::<StoresList>("/stores?state=0&state=1&state=2")
+                .await?
+                .stores),
             Err(e) => Err(e),
         }
     }
 
     /// Stores whose `state_name` is one of `states` (`GET /stores/check?state=…`), e.g. Down.
-    pub async fn stores_by_state(&self, states: &[StoreStateName]) -> Result<Vec<StoreInfo>, Error> {
-        let query: Vec<String> = states.iter().map(|s| format!("state={}", s.as_str())).collect();
+    pub async fn stores_by_state(
+        &self,
+        states: &[StoreStateName],
+    ) -> Result<Vec<StoreInfo>, Error> {
+        let query: Vec<String> = states
+            .iter()
+            .map(|s| format!("state={}", s.as_str()))
+            .collect();
         let path = format!("/stores/check?{}", query.join("&"));
         Ok(self.get_json::<StoresList>(&path).await?.stores)
     }
@@ -260,20 +281,29 @@ impl PdClient {
     /// would remain; 410 for a tombstone; repeating the call on an Offline store is a no-op.
     pub async fn delete_store(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/store/{store_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// `POST /store/{id}/state?state=Up`: cancels a removal that has not reached Tombstone.
     pub async fn cancel_delete_store(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/store/{store_id}/state?state=Up");
-        self.send(Method::POST, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::POST, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// `DELETE /stores/remove-tombstone`: forgets every tombstone that holds no regions.
     pub async fn remove_tombstones(&self) -> Result<(), Error> {
-        self.send(Method::DELETE, "/stores/remove-tombstone", None, Idempotent::Yes)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            "/stores/remove-tombstone",
+            None,
+            Idempotent::Yes,
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /store/{id}/label`: merges `labels` into the store's labels.
@@ -282,13 +312,22 @@ impl PdClient {
         store_id: u64,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), Error> {
-        self.post_json(&format!("/store/{store_id}/label"), labels).await
+        self.post_json(&format!("/store/{store_id}/label"), labels)
+            .await
     }
 
     /// `POST /stores/limit`: sets the add-peer and remove-peer rate (operations per minute) of
     /// every store, and the default for new stores.
+    ///
+    /// PD (seen on 8.1) can lose this update: other code paths rewrite the store-limit map from
+    /// an older copy. Read `GET /stores/limit` back if it matters; `schedule.store-balance-rate`
+    /// in PD's config file sets the default reliably at startup.
     pub async fn set_all_store_limit(&self, rate_per_minute: f64) -> Result<(), Error> {
-        self.post_json("/stores/limit", &serde_json::json!({ "rate": rate_per_minute })).await
+        self.post_json(
+            "/stores/limit",
+            &serde_json::json!({ "rate": rate_per_minute }),
+        )
+        .await
     }
 
     // ---- schedulers ---------------------------------------------------------------------
@@ -312,7 +351,9 @@ impl PdClient {
     /// scheduler at all.
     pub async fn remove_evict_leader(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/scheduler-config/{EVICT_LEADER_SCHEDULER}/delete/{store_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes).await.map(drop)
+        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// The stores whose leaders are being evicted, sorted (empty when the scheduler does not
@@ -344,7 +385,10 @@ impl PdClient {
 
     /// `GET /regions/check/down-peer`: regions whose leader reports a down peer.
     pub async fn down_peer_regions(&self) -> Result<Vec<RegionInfo>, Error> {
-        Ok(self.get_json::<RegionsList>("/regions/check/down-peer").await?.regions)
+        Ok(self
+            .get_json::<RegionsList>("/regions/check/down-peer")
+            .await?
+            .regions)
     }
 
     /// `GET /region/id/{id}`. PD answers `null` for an unknown region, which is
@@ -353,7 +397,9 @@ impl PdClient {
         let path = format!("/region/id/{region_id}");
         match self.get_json::<Option<RegionInfo>>(&path).await? {
             Some(region) => Ok(region),
-            None => Err(Error::NotFound { message: format!("region {region_id}") }),
+            None => Err(Error::NotFound {
+                message: format!("region {region_id}"),
+            }),
         }
     }
 
@@ -361,7 +407,10 @@ impl PdClient {
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let body = self.send(Method::GET, path, None, Idempotent::Yes).await?;
-        serde_json::from_slice(&body).map_err(|source| Error::Decode { path: path.to_string(), source })
+        serde_json::from_slice(&body).map_err(|source| Error::Decode {
+            path: path.to_string(),
+            source,
+        })
     }
 
     async fn post_json<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<(), Error> {
@@ -370,7 +419,9 @@ impl PdClient {
             source,
         })?;
         // Every JSON POST we make sets a value; setting it twice is harmless.
-        self.send(Method::POST, path, Some(body), Idempotent::Yes).await.map(drop)
+        self.send(Method::POST, path, Some(body), Idempotent::Yes)
+            .await
+            .map(drop)
     }
 
     /// Sends one request, failing over between endpoints, and returns the body of a 2xx answer.
@@ -404,7 +455,11 @@ impl PdClient {
                 }
             }
         }
-        Err(Error::Unavailable { method: method.to_string(), path: path.to_string(), attempts })
+        Err(Error::Unavailable {
+            method: method.to_string(),
+            path: path.to_string(),
+            attempts,
+        })
     }
 
     async fn attempt(
@@ -464,7 +519,10 @@ fn answer(status: StatusCode, body: Bytes) -> Result<Bytes, Error> {
     if status == StatusCode::NOT_FOUND {
         return Err(Error::NotFound { message });
     }
-    Err(Error::Refused { status: status.as_u16(), message })
+    Err(Error::Refused {
+        status: status.as_u16(),
+        message,
+    })
 }
 
 /// PD's error bodies are JSON strings; some (mux 404s, proxies) are plain text.
@@ -512,7 +570,9 @@ fn normalize_endpoint(raw: &str) -> Result<String, Error> {
     } else {
         format!("http://{trimmed}")
     };
-    let uri: Uri = with_scheme.parse().map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    let uri: Uri = with_scheme
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => return Err(invalid("TLS is not supported by this client yet")),
@@ -534,15 +594,30 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalized() {
-        assert_eq!(normalize_endpoint("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
-        assert_eq!(normalize_endpoint("http://pd-0.pd:2379/").unwrap(), "http://pd-0.pd:2379");
-        assert!(matches!(normalize_endpoint("https://pd:2379"), Err(Error::InvalidEndpoint { .. })));
-        assert!(matches!(normalize_endpoint("pd"), Err(Error::InvalidEndpoint { .. })));
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("http://pd-0.pd:2379/").unwrap(),
+            "http://pd-0.pd:2379"
+        );
+        assert!(matches!(
+            normalize_endpoint("https://pd:2379"),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+        assert!(matches!(
+            normalize_endpoint("pd"),
+            Err(Error::InvalidEndpoint { .. })
+        ));
         assert!(matches!(
             normalize_endpoint("http://pd:2379/pd/api/v1"),
             Err(Error::InvalidEndpoint { .. })
         ));
-        assert!(matches!(PdClient::new(Vec::<String>::new()), Err(Error::NoEndpoints)));
+        assert!(matches!(
+            PdClient::new(Vec::<String>::new()),
+            Err(Error::NoEndpoints)
+        ));
     }
 
     #[test]
@@ -554,7 +629,10 @@ mod tests {
             ),
         );
         match refused {
-            Err(Error::Refused { status: 400, message }) => {
+            Err(Error::Refused {
+                status: 400,
+                message,
+            }) => {
                 assert!(message.starts_with("[PD:core:ErrStoresNotEnough]can not remove store 1"));
             }
             other => panic!("unexpected {other:?}"),
@@ -566,12 +644,18 @@ mod tests {
             ),
         );
         assert!(matches!(not_bootstrapped, Err(Error::NotBootstrapped)));
-        let not_found = answer(StatusCode::NOT_FOUND, Bytes::from_static(b"404 page not found\n"));
+        let not_found = answer(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(b"404 page not found\n"),
+        );
         match not_found {
             Err(Error::NotFound { message }) => assert_eq!(message, "404 page not found"),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(answer(StatusCode::OK, Bytes::from_static(b"null")).unwrap(), "null");
+        assert_eq!(
+            answer(StatusCode::OK, Bytes::from_static(b"null")).unwrap(),
+            "null"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!
 //! The JSON types in [`types`] follow what PD really sends; see that module for the quirks.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod error;
 pub mod proto;

@@ -283,7 +283,10 @@ pub struct Store {
 impl Store {
     /// The store's labels as a map.
     pub fn label_map(&self) -> BTreeMap<String, String> {
-        self.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect()
+        self.labels
+            .iter()
+            .map(|l| (l.key.clone(), l.value.clone()))
+            .collect()
     }
 }
 
@@ -447,9 +450,12 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
     Ok(match Option::<Repr>::deserialize(d)? {
         None => Vec::new(),
         Some(Repr::List(v)) => v,
-        Some(Repr::Joined(s)) => {
-            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-        }
+        Some(Repr::Joined(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
     })
 }
 
@@ -467,6 +473,8 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
     match Repr::deserialize(d)? {
         Repr::Bool(b) => Ok(b),
-        Repr::Str(s) => s.parse().map_err(|_| de::Error::custom(format!("not a boolean: {s:?}"))),
+        Repr::Str(s) => s
+            .parse()
+            .map_err(|_| de::Error::custom(format!("not a boolean: {s:?}"))),
     }
 }

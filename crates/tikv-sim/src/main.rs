@@ -1,0 +1,47 @@
+//! `tikv-sim`: see the library documentation for what it simulates and its flags.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use clap::Parser;
+use tikv_sim::config::{Cli, Config};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::from_cli(&cli)?;
+    let filter = EnvFilter::try_new(&cfg.log_level).context("invalid --log-level")?;
+    match &cfg.log_file {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    tracing::info!(
+        version = %cfg.version,
+        addr = %cfg.advertise_addr,
+        status_addr = %cfg.advertise_status_addr,
+        data_dir = %cfg.data_dir.display(),
+        pd = ?cfg.pd_endpoints,
+        "starting tikv-sim"
+    );
+    // One thread is plenty for a simulated store, and several stores share a small machine.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tikv_sim::store::run(cfg))?;
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! pdclient and tikv-sim against a real single-member pd-server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{eventually, find, start, wait_replicated};
+use pdclient::{Error, NodeState, StoreState, StoreStateName};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_register_restart_and_drain_leaders() {
+    let (mut pd, client) = start(1, 3).await;
+    let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
+
+    // Registration: what PD knows is what the stores were started with.
+    let stores = client.stores().await.unwrap();
+    assert_eq!(stores.len(), 3);
+    for (i, sim) in pd.stores().iter().enumerate() {
+        let info = find(&stores, sim.id()).expect("registered");
+        assert_eq!(info.store.address, sim.address());
+        assert_eq!(info.store.status_address, sim.status_address());
+        assert_eq!(info.store.version, "8.5.0");
+        assert_eq!(info.store.state, StoreState::Up);
+        assert_eq!(
+            info.store.label_map().get("zone").map(String::as_str),
+            Some(format!("z{i}").as_str())
+        );
+    }
+    let regions = wait_replicated(&client, &ids, 3, 48).await;
+    eprintln!("{regions} regions");
+
+    // Cluster-level reads.
+    let members = client.members().await.unwrap();
+    assert_eq!(
+        client.cluster_id().await.unwrap(),
+        members.header.cluster_id
+    );
+    assert!(client.cluster_status().await.unwrap().is_bootstrapped());
+    let replication = client.replication_config().await.unwrap();
+    assert_eq!(replication.max_replicas, 3);
+    assert!(replication.location_labels.is_empty());
+    client
+        .set_location_labels(&["zone".into(), "host".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        client.replication_config().await.unwrap().location_labels,
+        ["zone", "host"]
+    );
+    // A new store is Preparing (state name Up) until PD's 10 s node-state check promotes it.
+    eventually("stores Serving", Duration::from_secs(30), || async {
+        let stores = client.stores().await.map_err(|e| e.to_string())?;
+        match stores
+            .iter()
+            .find(|s| s.store.node_state != NodeState::Serving)
+        {
+            None => Ok(()),
+            Some(s) => Err(format!("store {} is {:?}", s.store.id, s.store.node_state)),
+        }
+    })
+    .await;
+    assert!(matches!(
+        client.store(999_999).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Labels set through the API are merged into the store's own.
+    let labels = BTreeMap::from([("host".to_string(), "h0".to_string())]);
+    client.set_store_labels(ids[0], &labels).await.unwrap();
+    let l = client.store(ids[0]).await.unwrap().store.label_map();
+    assert_eq!((l["zone"].as_str(), l["host"].as_str()), ("z0", "h0"));
+
+    // The store's own metrics agree with PD.
+    let metrics = testenv::pd::http_request(
+        pd.store(1).status_address(),
+        "GET",
+        "/metrics",
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .1;
+    assert!(
+        metrics.contains(&format!(
+            "tikv_raftstore_region_count{{type=\"region\"}} {regions}\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tikv_raftstore_region_count{type=\"leader\"} "),
+        "{metrics}"
+    );
+
+    // SIGTERM stops a store cleanly; restarted, it is the same store (the harness checks the
+    // ID too) and Up again.
+    let before = client.store(ids[2]).await.unwrap().store.start_timestamp;
+    let status = pd.store_mut(2).terminate().unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pd.store_mut(2).restart().await.unwrap();
+    assert_eq!(pd.store(2).id(), ids[2]);
+    eventually(
+        "restarted store registered again",
+        Duration::from_secs(30),
+        || async {
+            let s = client.store(ids[2]).await.map_err(|e| e.to_string())?;
+            if s.store.start_timestamp > before && s.store.state_name == StoreStateName::Up {
+                Ok(())
+            } else {
+                Err(format!(
+                    "start {} state {}",
+                    s.store.start_timestamp, s.store.state_name
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        client.stores().await.unwrap().len(),
+        3,
+        "no new store appeared"
+    );
+
+    // Evict-leader drains the store; removing the entry lets leaders come back.
+    assert_eq!(
+        client.evict_leader_stores().await.unwrap(),
+        Vec::<u64>::new()
+    );
+    let victim = ids[1];
+    eventually(
+        "victim leads something",
+        Duration::from_secs(60),
+        || async {
+            match client.store_leader_count(victim).await {
+                Ok(n) if n > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    client.add_evict_leader(victim).await.unwrap();
+    assert_eq!(client.evict_leader_stores().await.unwrap(), [victim]);
+    client.add_evict_leader(ids[0]).await.unwrap();
+    assert_eq!(
+        client.evict_leader_stores().await.unwrap(),
+        [ids[0], victim]
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    client.remove_evict_leader(ids[0]).await.unwrap();
+    eventually("leaders evicted", Duration::from_secs(60), || async {
+        match client.store_leader_count(victim).await {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    client.remove_evict_leader(victim).await.unwrap();
+    assert_eq!(
+        client.evict_leader_stores().await.unwrap(),
+        Vec::<u64>::new()
+    );
+    assert!(matches!(
+        client.remove_evict_leader(victim).await,
+        Err(Error::NotFound { .. })
+    ));
+    eventually("leaders return", Duration::from_secs(60), || async {
+        match client.store_leader_count(victim).await {
+            Ok(n) if n > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // With 3 Up stores and max-replicas 3, PD refuses to remove one, with its own message.
+    match client.delete_store(victim).await {
+        Err(Error::Refused {
+            status: 400,
+            message,
+        }) => {
+            assert!(
+                message.contains(&format!("can not remove store {victim} since the number of up stores would be 2 while need 3")),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        client.store(victim).await.unwrap().store.state,
+        StoreState::Up
+    );
+    // PD checks against the current max-replicas.
+    client.set_max_replicas(4).await.unwrap();
+    assert_eq!(client.replication_config().await.unwrap().max_replicas, 4);
+    match client.delete_store(victim).await {
+        Err(Error::Refused { message, .. }) => {
+            assert!(message.ends_with("would be 2 while need 4"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_store_goes_disconnected_then_down_and_recovers() {
+    let (mut pd, client) = start(1, 3).await;
+    let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
+    wait_replicated(&client, &ids, 3, 48).await;
+    let dead = ids[0];
+    pd.store_mut(0).kill();
+
+    // Its leaders move: the other replicas elect new ones.
+    eventually(
+        "leaders re-elected elsewhere",
+        Duration::from_secs(30),
+        || async {
+            let stores = client.stores().await.map_err(|e| e.to_string())?;
+            let led: u64 = ids[1..]
+                .iter()
+                .filter_map(|id| find(&stores, *id))
+                .map(|s| s.status.leader_count)
+                .sum();
+            let total = find(&stores, ids[1])
+                .map(|s| s.status.region_count)
+                .unwrap_or(0);
+            if led == total {
+                Ok(())
+            } else {
+                Err(format!("{led} of {total} regions led by live stores"))
+            }
+        },
+    )
+    .await;
+    // The live leaders report the dead store's peers as down.
+    let down = eventually("down peers reported", Duration::from_secs(30), || async {
+        let regions = client
+            .down_peer_regions()
+            .await
+            .map_err(|e| e.to_string())?;
+        if regions.is_empty() {
+            Err("none yet".into())
+        } else {
+            Ok(regions)
+        }
+    })
+    .await;
+    assert!(
+        down.iter()
+            .all(|r| r.down_peers.iter().all(|d| d.peer.store_id == dead)),
+        "{down:?}"
+    );
+    eventually("Disconnected", Duration::from_secs(40), || async {
+        let s = client.store(dead).await.map_err(|e| e.to_string())?;
+        match s.store.state_name {
+            StoreStateName::Disconnected => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    eventually("Down", Duration::from_secs(40), || async {
+        let s = client.store(dead).await.map_err(|e| e.to_string())?;
+        match s.store.state_name {
+            StoreStateName::Down => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    let down_stores = client
+        .stores_by_state(&[StoreStateName::Down])
+        .await
+        .unwrap();
+    assert_eq!(
+        down_stores.iter().map(|s| s.store.id).collect::<Vec<_>>(),
+        [dead]
+    );
+    assert_eq!(
+        down_stores[0].store.state,
+        StoreState::Up,
+        "Down is only a state name"
+    );
+
+    pd.store_mut(0).restart().await.unwrap();
+    eventually(
+        "Up again with no down peers",
+        Duration::from_secs(30),
+        || async {
+            let s = client.store(dead).await.map_err(|e| e.to_string())?;
+            let down = client
+                .down_peer_regions()
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.store.state_name == StoreStateName::Up && down.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} with {} down-peer regions",
+                    s.store.state_name,
+                    down.len()
+                ))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_removal_completes_and_can_be_cancelled() {
+    let (mut pd, client) = start(1, 4).await;
+    let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
+    let regions = wait_replicated(&client, &ids, 3, 48).await;
+    let victim = ids[3];
+    eventually("victim holds regions", Duration::from_secs(60), || async {
+        match client.store(victim).await {
+            Ok(s) if s.status.region_count > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Remove, then cancel before it is a tombstone.
+    client.delete_store(victim).await.unwrap();
+    let s = client.store(victim).await.unwrap();
+    assert_eq!(
+        (
+            s.store.state,
+            s.store.node_state,
+            s.store.state_name.clone()
+        ),
+        (
+            StoreState::Offline,
+            NodeState::Removing,
+            StoreStateName::Offline
+        )
+    );
+    client
+        .delete_store(victim)
+        .await
+        .expect("removing an Offline store again is a no-op");
+    client.cancel_delete_store(victim).await.unwrap();
+    let s = client.store(victim).await.unwrap();
+    assert_eq!(
+        (s.store.state, s.store.node_state),
+        (StoreState::Up, NodeState::Serving)
+    );
+
+    // Remove for real: regions move away, the store becomes a tombstone and its process exits.
+    client.delete_store(victim).await.unwrap();
+    eventually("Tombstone", Duration::from_secs(120), || async {
+        let s = client.store(victim).await.map_err(|e| e.to_string())?;
+        if s.store.state == StoreState::Tombstone && s.store.node_state == NodeState::Removed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}/{:?} with {} regions",
+                s.store.state, s.store.node_state, s.status.region_count
+            ))
+        }
+    })
+    .await;
+    let remaining = wait_replicated(&client, &ids[..3], 3, 48).await;
+    assert_eq!(remaining, regions, "every region survived");
+    eventually("tombstoned tikv-sim exits", Duration::from_secs(30), || {
+        let status = pd.store_mut(3).exit_status();
+        async move {
+            status
+                .map(|s| assert!(!s.success(), "{s}"))
+                .ok_or_else(|| "still running".to_string())
+        }
+    })
+    .await;
+    assert!(matches!(
+        client.delete_store(victim).await,
+        Err(Error::Refused { status: 410, .. })
+    ));
+    assert!(
+        client.cancel_delete_store(victim).await.is_err(),
+        "a tombstone cannot come back"
+    );
+
+    let all = client.stores().await.unwrap();
+    assert_eq!(all.len(), 4, "tombstones are listed");
+    assert_eq!(
+        find(&all, victim).unwrap().store.state_name,
+        StoreStateName::Tombstone
+    );
+    client.remove_tombstones().await.unwrap();
+    assert_eq!(client.stores().await.unwrap().len(), 3);
+    assert!(matches!(
+        client.store(victim).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_store_loses_its_leaders_and_rejoins_when_thawed() {
+    let (mut pd, client) = start(1, 3).await;
+    let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
+    let regions = wait_replicated(&client, &ids, 3, 48).await;
+    let frozen = ids[2];
+    eventually(
+        "frozen-to-be store leads something",
+        Duration::from_secs(60),
+        || async {
+            match client.store_leader_count(frozen).await {
+                Ok(n) if n > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    pd.store(2).freeze().unwrap();
+    // Its process and sockets stay, but it answers nothing: the other replicas take over.
+    eventually(
+        "leaders moved off the frozen store",
+        Duration::from_secs(30),
+        || async {
+            let stores = client.stores().await.map_err(|e| e.to_string())?;
+            let led: u64 = ids[..2]
+                .iter()
+                .filter_map(|id| find(&stores, *id))
+                .map(|s| s.status.leader_count)
+                .sum();
+            if led == regions {
+                Ok(())
+            } else {
+                Err(format!("{led} of {regions} led by live stores"))
+            }
+        },
+    )
+    .await;
+    assert!(pd.store_mut(2).is_running());
+
+    pd.store(2).thaw().unwrap();
+    // Back in touch, it follows the newer terms, heartbeats again and gets leaders back.
+    eventually(
+        "thawed store leads again",
+        Duration::from_secs(60),
+        || async {
+            let s = client.store(frozen).await.map_err(|e| e.to_string())?;
+            let down = client
+                .down_peer_regions()
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.status.leader_count > 0
+                && s.store.state_name == StoreStateName::Up
+                && down.is_empty()
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} leaders, {}, {} down-peer regions",
+                    s.status.leader_count,
+                    s.store.state_name,
+                    down.len()
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(wait_replicated(&client, &ids, 3, 48).await, regions);
+}

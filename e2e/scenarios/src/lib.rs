@@ -1,0 +1,139 @@
+//! The local environment for end-to-end scenarios, in one test process: the shared real control
+//! plane, a node agent of its own (pods become real pd-server and tikv-sim processes), and the
+//! three controllers scoped to the scenario's namespace.
+
+use std::time::{Duration, Instant};
+
+use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use node_agent::{Agent, AgentConfig, Programs};
+use serde::Deserialize;
+
+/// One scenario's environment.
+pub struct Env {
+    /// API client.
+    pub client: Client,
+    /// The scenario's namespace.
+    pub ns: String,
+    agent: Option<Agent>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    /// Starts a node agent with three zones and the three controllers for a new namespace.
+    pub async fn start(name: &str) -> Env {
+        let cp = testenv::shared();
+        let client = cp.client();
+        let ns = cp.create_namespace(name).await;
+        let state_dir = std::env::temp_dir().join(format!("e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let mut config = AgentConfig::new(&state_dir);
+        config.node_prefix = format!("e2e-{name}");
+        config.programs = Programs {
+            search_dirs: node_agent::image::default_search_dirs(None),
+            ..Default::default()
+        };
+        config.shutdown_grace = Duration::from_secs(2);
+        let agent = Agent::start(client.clone(), config)
+            .await
+            .expect("node agent starts");
+        let metrics = operator_runtime::metrics::Metrics::new;
+        let scope = Some(ns.clone());
+        let controllers = vec![
+            tokio::spawn(cluster_controller::run(
+                client.clone(),
+                metrics(),
+                4,
+                scope.clone(),
+            )),
+            tokio::spawn(group_controller::run(
+                client.clone(),
+                metrics(),
+                4,
+                scope.clone(),
+            )),
+            tokio::spawn(instance_controller::run(
+                client.clone(),
+                metrics(),
+                4,
+                scope,
+            )),
+        ];
+        Env {
+            client,
+            ns,
+            agent: Some(agent),
+            controllers,
+        }
+    }
+
+    /// Creates every object of an examples/ directory in the namespace; returns when it was done.
+    pub async fn apply_example(&self, dir: &str) -> Instant {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let pp = PostParams::default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v = serde_yaml::Value::deserialize(doc).unwrap();
+                match v["kind"].as_str() {
+                    Some("Cluster") => drop(
+                        self.api::<Cluster>()
+                            .create(&pp, &serde_yaml::from_value(v).unwrap())
+                            .await
+                            .unwrap(),
+                    ),
+                    Some("PDGroup") => drop(
+                        self.api::<PDGroup>()
+                            .create(&pp, &serde_yaml::from_value(v).unwrap())
+                            .await
+                            .unwrap(),
+                    ),
+                    Some("TiKVGroup") => drop(
+                        self.api::<TiKVGroup>()
+                            .create(&pp, &serde_yaml::from_value(v).unwrap())
+                            .await
+                            .unwrap(),
+                    ),
+                    other => panic!("unexpected kind {other:?} in {}", f.display()),
+                }
+            }
+        }
+        Instant::now()
+    }
+
+    /// A namespaced API.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// A PD client for the cluster, at the URL the Cluster reports.
+    pub async fn pd(&self, cluster: &str) -> pdclient::PdClient {
+        let url = testenv::wait_for(60, "Cluster.status.pd", || async {
+            self.api::<Cluster>().get(cluster).await.ok()?.status?.pd
+        })
+        .await;
+        pdclient::PdClient::new([url]).unwrap()
+    }
+
+    /// Stops the controllers and the node agent (its pods' processes die with it).
+    pub async fn stop(mut self) {
+        for c in &self.controllers {
+            c.abort();
+        }
+        if let Some(agent) = self.agent.take() {
+            let _ = agent.shutdown().await;
+        }
+    }
+}
