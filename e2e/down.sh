@@ -2,7 +2,8 @@
 # `just down`: stops every process `just up` started (newest first), then cleans its state.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pids="$root/.local/pids"
+state="${TIKV_OPERATOR_STATE_DIR:-$root/.local}"
+pids="$state/pids"
 [ -f "$pids" ] || { echo "nothing to stop"; exit 0; }
 tac "$pids" | while read -r name pid; do
   if kill -0 "$pid" 2>/dev/null; then
@@ -12,5 +13,5 @@ tac "$pids" | while read -r name pid; do
     echo "stopped $name ($pid)"
   fi
 done
-rm -f "$pids" "$root/.local/kubeconfig"
+rm -f "$pids" "$state/kubeconfig"
 echo "down"

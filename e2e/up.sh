@@ -6,7 +6,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-state="$root/.local"
+state="${TIKV_OPERATOR_STATE_DIR:-$root/.local}"
 mkdir -p "$state/logs"
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 pids="$state/pids"
