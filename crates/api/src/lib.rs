@@ -1,6 +1,7 @@
 //! The API of the TiKV operator: the CRD types of `core.tikv.org/v1alpha1` and the label keys the
 //! controllers share. No client logic lives here.
 
+pub mod duration;
 pub mod labels;
 pub mod schema;
 pub mod v1alpha1;

@@ -3,15 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::v1alpha1::{PD, TiKV};
+use api::v1alpha1::{Cluster, PD, TiKV, TiKVGroup};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use operator_runtime::conditions::NewCondition;
+use operator_runtime::conditions::{self, NewCondition};
 
 use crate::component::tikv_address;
-use crate::kind::{InstanceKind, group_of, pd_service_url};
+use crate::evict::{self, Step, WaitReason};
+use crate::kind::{InstanceKind, group_of, pd_service_url, revision_of};
 use crate::pd::Pd;
 use crate::reconcile::{Context, Error, Observed, apply_resources, write_status};
 use crate::status;
@@ -115,10 +118,38 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     })))
 }
 
+/// The group's leader-eviction timeout (10 minutes when the group cannot be read).
+async fn eviction_timeout(tikv: &TiKV, ctx: &Context) -> Result<Duration, Error> {
+    let default = Duration::from_secs(600);
+    let Some(group) = group_of(tikv) else {
+        return Ok(default);
+    };
+    let api: Api<TiKVGroup> = Api::namespaced(
+        ctx.client.clone(),
+        &tikv.namespace().ok_or(Error::NoNamespace)?,
+    );
+    Ok(api
+        .get_opt(&group)
+        .await?
+        .and_then(|g| api::duration::parse(&g.spec.update_policy.leader_eviction_timeout))
+        .unwrap_or(default))
+}
+
+/// How long the LeadersEvicted condition has been False (the eviction has been running).
+fn evicting_for(tikv: &TiKV) -> Option<Duration> {
+    let c = conditions::find(&tikv.status.as_ref()?.common.conditions, "LeadersEvicted")?;
+    if c.status != conditions::FALSE {
+        return None;
+    }
+    let secs = Timestamp::now().as_second() - c.last_transition_time.0.as_second();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
 /// Reconciles a TiKV store.
 pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("TiKV");
     let ns = tikv.namespace().ok_or(Error::NoNamespace)?;
+    let name = tikv.name_any();
     let deleting = tikv.meta().deletion_timestamp.is_some();
     if deleting && cluster_gone(tikv.as_ref(), &ctx).await? {
         set_finalizer(tikv.as_ref(), &ctx, false).await?;
@@ -128,27 +159,35 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         set_finalizer(tikv.as_ref(), &ctx, true).await?;
     }
     let leaving = deleting || tikv.spec.offline;
-    // A leaving store keeps its pod: it must stay up for PD to move its regions away.
-    let observed = if deleting {
-        None
-    } else {
-        apply_resources(tikv.as_ref(), &ctx, None, !leaving).await?
-    };
-    let pd_url = match &observed {
-        Some(o) if !o.pd_url.is_empty() => Some(o.pd_url.clone()),
-        _ => Api::<api::v1alpha1::Cluster>::namespaced(ctx.client.clone(), &ns)
-            .get_opt(&tikv.spec.cluster.name)
-            .await?
-            .and_then(|c| c.status.and_then(|s| s.pd)),
-    };
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&tikv.spec.cluster.name)
+        .await?;
+    let pd_url = cluster
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| s.pd.clone());
     let address = tikv_address(tikv.as_ref(), &ns);
     let client = pd_url.as_deref().map(Pd::new).transpose()?;
     // No PD URL means no pod was ever started, so no store can exist. But PD not answering
-    // says nothing about the store: a leaving store must then wait, never count as removed.
+    // says nothing about the store: a leaving or restarting store must then wait.
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let suspended = cluster.as_ref().is_some_and(|c| {
+        c.spec
+            .suspend_action
+            .as_ref()
+            .is_some_and(|s| s.suspend_compute)
+    });
+    let must_restart = !leaving
+        && pod.as_ref().is_some_and(|p| {
+            p.meta().deletion_timestamp.is_none()
+                && (suspended || revision_of(p) != revision_of(tikv.as_ref()))
+        });
     let store = match &client {
         Some(c) => match c.store_by_address(&address).await {
             Ok(s) => s,
-            Err(e) if leaving => return Err(e.into()),
+            Err(e) if leaving || must_restart => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, store = %address, "cannot ask PD about the store");
                 None
@@ -158,20 +197,125 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     };
 
     let mut conditions = Vec::new();
+    // A restart (new revision, suspend) moves the store's leaders away first.
+    let mut may_restart = client.is_none();
+    let mut evicting_now = false;
+    if let Some(c) = client.as_ref().filter(|_| !leaving) {
+        let evicting = match &store {
+            Some(s) => c.evicting(s.id).await?,
+            None => false,
+        };
+        let down = if must_restart && evicting {
+            c.stores_with_down_peers().await?
+        } else {
+            Vec::new()
+        };
+        let facts = evict::Facts {
+            must_restart,
+            store: store.as_ref(),
+            evicting,
+            evicting_for: evicting_for(&tikv),
+            timeout: eviction_timeout(&tikv, &ctx).await?,
+            stores_with_down_peers: &down,
+            pod_current_and_ready: status::pod_ready(pod.as_ref())
+                && pod.as_ref().and_then(revision_of) == revision_of(tikv.as_ref()),
+        };
+        let step = evict::decide(&facts);
+        let id = store.as_ref().map_or(0, |s| s.id);
+        let leaders = store.as_ref().map_or(0, |s| s.leader_count);
+        evicting_now = match &step {
+            Step::StartEviction => {
+                c.start_eviction(id).await?;
+                let note =
+                    format!("evicting {leaders} leaders from store {id} before restarting its pod");
+                ctx.event(tikv.as_ref(), EventType::Normal, "EvictingLeaders", note)
+                    .await;
+                true
+            }
+            Step::Restart { timed_out } => {
+                may_restart = true;
+                if *timed_out {
+                    let note = format!(
+                        "store {id} still has {leaders} leaders after {:?}; restarting anyway",
+                        facts.timeout
+                    );
+                    ctx.event(
+                        tikv.as_ref(),
+                        EventType::Warning,
+                        "LeaderEvictionTimeout",
+                        note,
+                    )
+                    .await;
+                } else if evicting {
+                    ctx.event(
+                        tikv.as_ref(),
+                        EventType::Normal,
+                        "LeadersEvicted",
+                        format!("store {id} has no leaders left"),
+                    )
+                    .await;
+                }
+                evicting
+            }
+            Step::EndEviction => {
+                c.end_eviction(id).await?;
+                ctx.event(
+                    tikv.as_ref(),
+                    EventType::Normal,
+                    "LeaderEvictionEnded",
+                    format!("store {id} is back; leaders may return"),
+                )
+                .await;
+                false
+            }
+            Step::Wait(_) | Step::Nothing => evicting,
+        };
+        conditions.push(match (&step, evicting_now) {
+            (_, false) => NewCondition {
+                type_: "LeadersEvicted",
+                status: conditions::UNKNOWN,
+                reason: "NotEvicting".into(),
+                message: String::new(),
+            },
+            (Step::Wait(WaitReason::DownPeers(stores)), _) => NewCondition::new(
+                "LeadersEvicted",
+                leaders == 0,
+                "WaitingForDownPeers",
+                format!(
+                    "stores {stores:?} have down peers; restarting this one could lose a quorum"
+                ),
+            ),
+            _ if leaders == 0 => NewCondition::new(
+                "LeadersEvicted",
+                true,
+                "Evicted",
+                format!("store {id} has no leaders"),
+            ),
+            _ => NewCondition::new(
+                "LeadersEvicted",
+                false,
+                "Evicting",
+                format!("{leaders} leaders left on store {id}"),
+            ),
+        });
+    }
+    // A leaving store keeps its pod: it must stay up for PD to move its regions away.
+    let observed = if deleting {
+        None
+    } else {
+        apply_resources(tikv.as_ref(), &ctx, None, !leaving && may_restart).await?
+    };
+
     if let (Some(c), Some(s)) = (&client, &store) {
         if leaving && s.state != "Tombstone" && s.state != "Offline" {
             match c.remove_store(s.id).await {
                 Ok(()) => {
-                    ctx.event(
-                        tikv.as_ref(),
-                        EventType::Normal,
-                        "StoreRemoving",
-                        format!(
-                            "asked PD to remove store {}; its regions move to other stores",
-                            s.id
-                        ),
-                    )
-                    .await
+                    let note = format!(
+                        "asked PD to remove store {}; its regions move to other stores",
+                        s.id
+                    );
+                    ctx.event(tikv.as_ref(), EventType::Normal, "StoreRemoving", note)
+                        .await
                 }
                 Err(pdclient::Error::Refused { message, .. }) => {
                     ctx.event(
@@ -197,23 +341,24 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         }
     }
     let removed = store.as_ref().is_none_or(|s| s.state == "Tombstone");
-    if leaving && conditions.is_empty() {
+    if leaving && !conditions.iter().any(|c| c.type_ == "Offlined") {
         conditions.push(if removed {
             NewCondition::new("Offlined", true, "Removed", "PD has removed the store")
         } else {
+            let regions = store.as_ref().map_or(0, |s| s.region_count);
             NewCondition::new(
                 "Offlined",
                 false,
                 "Removing",
-                format!(
-                    "PD is moving {} regions away",
-                    store.as_ref().map_or(0, |s| s.region_count)
-                ),
+                format!("PD is moving {regions} regions away"),
             )
         });
     }
     if deleting {
         if removed {
+            if let (Some(c), Some(s)) = (&client, &store) {
+                c.end_eviction(s.id).await?;
+            }
             set_finalizer(tikv.as_ref(), &ctx, false).await?;
             return Ok(Action::await_change());
         }
@@ -233,7 +378,13 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         s.region_count = store.as_ref().map(|st| st.region_count);
     })
     .await?;
-    Ok(Action::requeue(Duration::from_secs(
-        if is_ready && !leaving { 10 } else { 2 },
-    )))
+    // While leaders move, look every second: the restart waits on it.
+    let secs = if evicting_now || must_restart {
+        1
+    } else if is_ready && !leaving {
+        10
+    } else {
+        2
+    };
+    Ok(Action::requeue(Duration::from_secs(secs)))
 }

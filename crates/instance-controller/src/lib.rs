@@ -5,6 +5,7 @@
 pub mod component;
 pub mod config;
 pub mod controllers;
+pub mod evict;
 pub mod kind;
 pub mod pd;
 pub mod pod;

@@ -73,3 +73,37 @@ impl Pd {
         self.0.cancel_delete_store(id).await
     }
 }
+
+impl Pd {
+    /// Whether the store is in PD's evict-leader scheduler.
+    pub async fn evicting(&self, id: u64) -> Result<bool, pdclient::Error> {
+        Ok(self.0.evict_leader_stores().await?.contains(&id))
+    }
+
+    /// Adds the store to the evict-leader scheduler: PD moves its leaders away and sends none back.
+    pub async fn start_eviction(&self, id: u64) -> Result<(), pdclient::Error> {
+        self.0.add_evict_leader(id).await
+    }
+
+    /// Removes the store's evict-leader entry; already gone is fine.
+    pub async fn end_eviction(&self, id: u64) -> Result<(), pdclient::Error> {
+        match self.0.remove_evict_leader(id).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Stores that hold a peer PD reports down, in some region.
+    pub async fn stores_with_down_peers(&self) -> Result<Vec<u64>, pdclient::Error> {
+        let mut stores: Vec<u64> = self
+            .0
+            .down_peer_regions()
+            .await?
+            .iter()
+            .flat_map(|r| r.down_peers.iter().map(|d| d.peer.store_id))
+            .collect();
+        stores.sort_unstable();
+        stores.dedup();
+        Ok(stores)
+    }
+}

@@ -1,6 +1,7 @@
 //! The instance controller against a real kube-apiserver, with PD unreachable: it builds the
-//! pod, ConfigMap and PVCs, refuses configs that override its keys, recreates out-of-date and
-//! deleted pods under the same name, and never lets a store go while PD cannot confirm it left.
+//! pod, ConfigMap and PVCs, refuses configs that override its keys, recreates deleted pods under
+//! the same name, and neither restarts a store (leaders first) nor lets one go while PD cannot
+//! be asked.
 
 use std::time::Duration;
 
@@ -131,22 +132,32 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
             .contains(&"core.tikv.org/pd-cleanup".to_string())
     );
 
-    // A new revision recreates the pod under the same name, with the same PVC.
+    // A new revision would restart the pod, but PD cannot be asked to move the store's leaders
+    // away: the running pod is kept.
     let old_uid = pod.uid();
     let patch = serde_json::json!({"metadata": {"labels": {"tikv.org/revision": "r2"}}});
     tikvs
         .patch("t1", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let new = wait_for(30, "a pod at r2", || async {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = pods.get("t1").await.unwrap();
+    assert_eq!(
+        kept.uid(),
+        old_uid,
+        "no restart while PD cannot evict the store's leaders"
+    );
+    assert!(kept.metadata.deletion_timestamp.is_none());
+    // A deleted pod comes back, under the same name and with the same PVC, at the new revision.
+    pods.delete("t1", &DeleteParams::default()).await.unwrap();
+    let new = wait_for(30, "the pod recreated at r2", || async {
         pods.get_opt("t1")
             .await
             .ok()
             .flatten()
-            .filter(|p| p.labels()["tikv.org/revision"] == "r2")
+            .filter(|p| p.uid() != old_uid && p.labels()["tikv.org/revision"] == "r2")
     })
     .await;
-    assert_ne!(new.uid(), old_uid);
     assert_eq!(
         new.spec.clone().unwrap().volumes.unwrap()[1]
             .persistent_volume_claim
@@ -155,17 +166,6 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
             .claim_name,
         "data-t1"
     );
-    // A deleted pod comes back.
-    pods.delete("t1", &DeleteParams::default()).await.unwrap();
-    wait_for(30, "the pod recreated", || async {
-        pods.get_opt("t1")
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| p.uid() != new.uid())
-    })
-    .await;
-
     // Deleting the instance while PD cannot be asked: the finalizer keeps it.
     tikvs.delete("t1", &DeleteParams::default()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

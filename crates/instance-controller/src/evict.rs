@@ -1,0 +1,187 @@
+//! When a TiKV pod may be restarted: only after PD has moved its region leaders away (the
+//! evict-leader scheduler), or the group's eviction timeout has passed, and never while another
+//! store has down peers (a restart then could leave regions without a quorum). Pure.
+
+use std::time::Duration;
+
+use crate::status::StoreInfo;
+
+/// What to do about a TiKV pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing: the pod is current and no eviction is left behind.
+    Nothing,
+    /// Add the store to PD's evict-leader scheduler.
+    StartEviction,
+    /// Wait: leaders remain, or other stores have down peers.
+    Wait(WaitReason),
+    /// Delete the pod now; `timed_out` when leaders were still there.
+    Restart {
+        /// The eviction timeout passed with leaders left.
+        timed_out: bool,
+    },
+    /// The restarted store is back and Ready: remove its evict-leader entry.
+    EndEviction,
+}
+
+/// Why a restart waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Leaders left on the store.
+    Leaders(i64),
+    /// Stores (other than this one) with down peers.
+    DownPeers(Vec<u64>),
+}
+
+/// Inputs of the decision.
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    /// The pod runs an outdated revision, or must go (suspend).
+    pub must_restart: bool,
+    /// The store as PD reports it.
+    pub store: Option<&'a StoreInfo>,
+    /// The store is in PD's evict-leader list.
+    pub evicting: bool,
+    /// How long the eviction has been going on.
+    pub evicting_for: Option<Duration>,
+    /// The group's `leaderEvictionTimeout`.
+    pub timeout: Duration,
+    /// Stores with down peers, from PD.
+    pub stores_with_down_peers: &'a [u64],
+    /// The pod is Ready at the instance's revision.
+    pub pod_current_and_ready: bool,
+}
+
+/// Decides the next step.
+pub fn decide(f: &Facts) -> Step {
+    let up = f.store.filter(|s| s.state == "Up");
+    if !f.must_restart {
+        return if f.evicting && f.pod_current_and_ready && up.is_some() {
+            Step::EndEviction
+        } else {
+            Step::Nothing
+        };
+    }
+    // A store that is not serving holds no leaders to move; waiting would only delay recovery.
+    let Some(store) = up else {
+        return Step::Restart { timed_out: false };
+    };
+    if !f.evicting {
+        return Step::StartEviction;
+    }
+    let others_down: Vec<u64> = f
+        .stores_with_down_peers
+        .iter()
+        .copied()
+        .filter(|s| *s != store.id)
+        .collect();
+    let timed_out = f.evicting_for.is_some_and(|d| d >= f.timeout);
+    if store.leader_count > 0 && !timed_out {
+        return Step::Wait(WaitReason::Leaders(store.leader_count));
+    }
+    if !others_down.is_empty() {
+        return Step::Wait(WaitReason::DownPeers(others_down));
+    }
+    Step::Restart {
+        timed_out: store.leader_count > 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(leaders: i64, state: &str) -> StoreInfo {
+        StoreInfo {
+            id: 7,
+            state: state.into(),
+            leader_count: leaders,
+            region_count: 30,
+        }
+    }
+
+    fn facts<'a>(s: Option<&'a StoreInfo>, evicting: bool, down: &'a [u64]) -> Facts<'a> {
+        Facts {
+            must_restart: true,
+            store: s,
+            evicting,
+            evicting_for: Some(Duration::from_secs(5)),
+            timeout: Duration::from_secs(600),
+            stores_with_down_peers: down,
+            pod_current_and_ready: false,
+        }
+    }
+
+    #[test]
+    fn evicts_then_waits_for_zero_leaders_then_restarts() {
+        let busy = store(12, "Up");
+        assert_eq!(decide(&facts(Some(&busy), false, &[])), Step::StartEviction);
+        assert_eq!(
+            decide(&facts(Some(&busy), true, &[])),
+            Step::Wait(WaitReason::Leaders(12))
+        );
+        let drained = store(0, "Up");
+        assert_eq!(
+            decide(&facts(Some(&drained), true, &[])),
+            Step::Restart { timed_out: false }
+        );
+        // Even with zero leaders, the scheduler is added first so no leader moves back in.
+        assert_eq!(
+            decide(&facts(Some(&drained), false, &[])),
+            Step::StartEviction
+        );
+    }
+
+    #[test]
+    fn timeout_restarts_anyway_and_says_so() {
+        let busy = store(3, "Up");
+        let f = Facts {
+            evicting_for: Some(Duration::from_secs(601)),
+            ..facts(Some(&busy), true, &[])
+        };
+        assert_eq!(decide(&f), Step::Restart { timed_out: true });
+    }
+
+    #[test]
+    fn never_restarts_while_another_store_has_down_peers() {
+        let drained = store(0, "Up");
+        assert_eq!(
+            decide(&facts(Some(&drained), true, &[3, 7])),
+            Step::Wait(WaitReason::DownPeers(vec![3]))
+        );
+        // Its own down peers (it is the one restarting) do not block it.
+        assert_eq!(
+            decide(&facts(Some(&drained), true, &[7])),
+            Step::Restart { timed_out: false }
+        );
+    }
+
+    #[test]
+    fn a_store_that_is_not_up_restarts_at_once() {
+        let down = store(5, "Down");
+        assert_eq!(
+            decide(&facts(Some(&down), false, &[])),
+            Step::Restart { timed_out: false }
+        );
+        assert_eq!(
+            decide(&facts(None, false, &[])),
+            Step::Restart { timed_out: false }
+        );
+    }
+
+    #[test]
+    fn eviction_ends_once_the_new_pod_is_ready_and_the_store_up() {
+        let back = store(0, "Up");
+        let f = Facts {
+            must_restart: false,
+            pod_current_and_ready: true,
+            ..facts(Some(&back), true, &[])
+        };
+        assert_eq!(decide(&f), Step::EndEviction);
+        let f = Facts {
+            pod_current_and_ready: false,
+            ..f
+        };
+        assert_eq!(decide(&f), Step::Nothing);
+    }
+}
