@@ -557,6 +557,9 @@ fn controller_manager_args(pki: &Pki, kubeconfig: &Path) -> Vec<String> {
         format!("--cluster-signing-cert-file={}", pki.ca_cert.display()),
         format!("--cluster-signing-key-file={}", pki.ca_key.display()),
         "--profiling=false".into(),
+        // Pods here get loopback addresses (the node agent), which Endpoints and EndpointSlices
+        // refuse; those controllers would only log failures. Services resolve through the agent.
+        "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller".into(),
     ]
 }
 
