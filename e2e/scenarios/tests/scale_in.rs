@@ -1,0 +1,149 @@
+//! Two-step TiKV scale-in against PD: a removal PD refuses (it would leave fewer Up stores than
+//! max-replicas) deletes nothing and says so; a removal PD accepts drains the store to Tombstone
+//! before the instance, pod and PVC go; raising replicas before that cancels it.
+
+use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
+use kube::api::{ListParams, Patch, PatchParams};
+use operator_runtime::conditions;
+use testenv::wait_for;
+
+async fn replicas(env: &e2e::Env, n: i32) {
+    let p = serde_json::json!({"spec": {"replicas": n}});
+    env.api::<TiKVGroup>()
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
+}
+
+async fn offline(env: &e2e::Env) -> Option<TiKV> {
+    env.api::<TiKV>()
+        .list(&ListParams::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|t| t.spec.offline)
+}
+
+#[tokio::test]
+async fn two_step_scale_in_refusal_and_cancel() {
+    let env = e2e::Env::start("scalein").await;
+    env.apply_example("basic").await;
+    wait_for(180, "Cluster basic Ready", || async {
+        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
+        conditions::is_true(&s.conditions, "Ready").then_some(())
+    })
+    .await;
+    let pd = env.pd("basic").await;
+
+    // 3 -> 2 with max-replicas 3: PD refuses; the store stays, with a condition and an Event.
+    replicas(&env, 2).await;
+    let refused = wait_for(60, "the refusal on the leaving store", || async {
+        let t = offline(&env).await?;
+        let c = conditions::find(&t.status.as_ref()?.common.conditions, "Offlined")?.clone();
+        (c.reason == "Refused").then_some((t, c))
+    })
+    .await;
+    assert!(
+        refused.1.message.contains("can not remove store"),
+        "{}",
+        refused.1.message
+    );
+    let events = env
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("StoreRemovalRefused"))
+    );
+    let id: u64 = refused
+        .0
+        .status
+        .as_ref()
+        .unwrap()
+        .id
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(pd.store(id).await.unwrap().store.state_name.as_str(), "Up");
+    assert_eq!(
+        env.api::<TiKV>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+
+    // Back to 3: the removal is cancelled, the same store stays.
+    replicas(&env, 3).await;
+    wait_for(60, "no store leaving", || async {
+        offline(&env).await.is_none().then_some(())
+    })
+    .await;
+
+    // 4 stores, then 3: PD accepts; the store drains to Tombstone, then everything of it goes.
+    replicas(&env, 4).await;
+    wait_for(120, "4 Up stores, group Ready", || async {
+        let up = pd
+            .stores()
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|s| s.store.state_name.as_str() == "Up")
+            .count();
+        let g = env
+            .api::<TiKVGroup>()
+            .get("basic-tikv")
+            .await
+            .ok()?
+            .status?;
+        (up == 4 && conditions::is_true(&g.conditions, "Ready")).then_some(())
+    })
+    .await;
+    replicas(&env, 3).await;
+    let leaving = wait_for(60, "a leaving store with its id", || async {
+        let t = offline(&env).await?;
+        t.status
+            .as_ref()?
+            .id
+            .clone()
+            .map(|id| (t.name_any(), id.parse::<u64>().unwrap()))
+    })
+    .await;
+    let (name, id) = leaving;
+    wait_for(
+        180,
+        "the store Tombstone in PD and its objects gone",
+        || async {
+            let tomb = pd.store(id).await.ok()?.store.state_name.as_str() == "Tombstone";
+            let gone = env.api::<TiKV>().get_opt(&name).await.ok()?.is_none()
+                && env.api::<Pod>().get_opt(&name).await.ok()?.is_none()
+                && env
+                    .api::<PersistentVolumeClaim>()
+                    .get_opt(&format!("data-{name}"))
+                    .await
+                    .ok()?
+                    .is_none();
+            (tomb && gone).then_some(())
+        },
+    )
+    .await;
+    let up = pd
+        .stores()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.store.state_name.as_str() == "Up")
+        .count();
+    assert_eq!(up, 3);
+    env.stop().await;
+}
