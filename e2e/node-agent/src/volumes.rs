@@ -172,6 +172,39 @@ fn key_items(
     Ok(())
 }
 
+/// Files of a ConfigMap or Secret source, of a volume or of a projected volume. A missing object
+/// is an error unless the source is optional.
+fn source_files(
+    lookup: &dyn VolumeLookup,
+    src: &KeySource<'_>,
+    items: Option<&Vec<KeyToPath>>,
+    mode: u32,
+    out: &mut Payload,
+) -> Result<(), VolumeError> {
+    let secret = src.kind == "Secret";
+    let data = if secret {
+        lookup
+            .secret(src.namespace, src.name)
+            .map(|o| secret_data(&o))
+    } else {
+        lookup
+            .config_map(src.namespace, src.name)
+            .map(|o| config_map_data(&o))
+    };
+    match data {
+        Some(data) => key_items(src, &data, items, mode, out),
+        None if src.optional => Ok(()),
+        None => Err(VolumeError::Spec {
+            volume: src.volume.into(),
+            source: if secret {
+                SpecError::SecretNotFound(src.name.to_string())
+            } else {
+                SpecError::ConfigMapNotFound(src.name.to_string())
+            },
+        }),
+    }
+}
+
 fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     let mut data: BTreeMap<String, Vec<u8>> = cm
         .data
@@ -302,28 +335,19 @@ pub fn plan_volume(
         let mode = cm.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
         let optional = cm.optional.unwrap_or(false);
         let mut out = Payload::new();
-        match lookup.config_map(ns, &cm.name) {
-            Some(obj) => key_items(
-                &KeySource {
-                    volume: name,
-                    kind: "ConfigMap",
-                    namespace: ns,
-                    name: &cm.name,
-                    optional,
-                },
-                &config_map_data(&obj),
-                cm.items.as_ref(),
-                mode,
-                &mut out,
-            )?,
-            None if optional => {}
-            None => {
-                return Err(VolumeError::Spec {
-                    volume: name.into(),
-                    source: SpecError::ConfigMapNotFound(cm.name.clone()),
-                });
-            }
-        }
+        source_files(
+            lookup,
+            &KeySource {
+                volume: name,
+                kind: "ConfigMap",
+                namespace: ns,
+                name: &cm.name,
+                optional,
+            },
+            cm.items.as_ref(),
+            mode,
+            &mut out,
+        )?;
         return Ok(VolumePlan::Files(out));
     }
     if let Some(s) = &volume.secret {
@@ -331,28 +355,19 @@ pub fn plan_volume(
         let mode = s.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
         let optional = s.optional.unwrap_or(false);
         let mut out = Payload::new();
-        match lookup.secret(ns, &secret_name) {
-            Some(obj) => key_items(
-                &KeySource {
-                    volume: name,
-                    kind: "Secret",
-                    namespace: ns,
-                    name: &secret_name,
-                    optional,
-                },
-                &secret_data(&obj),
-                s.items.as_ref(),
-                mode,
-                &mut out,
-            )?,
-            None if optional => {}
-            None => {
-                return Err(VolumeError::Spec {
-                    volume: name.into(),
-                    source: SpecError::SecretNotFound(secret_name),
-                });
-            }
-        }
+        source_files(
+            lookup,
+            &KeySource {
+                volume: name,
+                kind: "Secret",
+                namespace: ns,
+                name: &secret_name,
+                optional,
+            },
+            s.items.as_ref(),
+            mode,
+            &mut out,
+        )?;
         return Ok(VolumePlan::Files(out));
     }
     if let Some(d) = &volume.downward_api {
@@ -375,53 +390,35 @@ pub fn plan_volume(
         for source in p.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
                 let optional = cm.optional.unwrap_or(false);
-                match lookup.config_map(ns, &cm.name) {
-                    Some(obj) => key_items(
-                        &KeySource {
-                            volume: name,
-                            kind: "ConfigMap",
-                            namespace: ns,
-                            name: &cm.name,
-                            optional,
-                        },
-                        &config_map_data(&obj),
-                        cm.items.as_ref(),
-                        mode,
-                        &mut out,
-                    )?,
-                    None if optional => {}
-                    None => {
-                        return Err(VolumeError::Spec {
-                            volume: name.into(),
-                            source: SpecError::ConfigMapNotFound(cm.name.clone()),
-                        });
-                    }
-                }
+                source_files(
+                    lookup,
+                    &KeySource {
+                        volume: name,
+                        kind: "ConfigMap",
+                        namespace: ns,
+                        name: &cm.name,
+                        optional,
+                    },
+                    cm.items.as_ref(),
+                    mode,
+                    &mut out,
+                )?;
             }
             if let Some(s) = &source.secret {
                 let optional = s.optional.unwrap_or(false);
-                match lookup.secret(ns, &s.name) {
-                    Some(obj) => key_items(
-                        &KeySource {
-                            volume: name,
-                            kind: "Secret",
-                            namespace: ns,
-                            name: &s.name,
-                            optional,
-                        },
-                        &secret_data(&obj),
-                        s.items.as_ref(),
-                        mode,
-                        &mut out,
-                    )?,
-                    None if optional => {}
-                    None => {
-                        return Err(VolumeError::Spec {
-                            volume: name.into(),
-                            source: SpecError::SecretNotFound(s.name.clone()),
-                        });
-                    }
-                }
+                source_files(
+                    lookup,
+                    &KeySource {
+                        volume: name,
+                        kind: "Secret",
+                        namespace: ns,
+                        name: &s.name,
+                        optional,
+                    },
+                    s.items.as_ref(),
+                    mode,
+                    &mut out,
+                )?;
             }
             if let Some(d) = &source.downward_api {
                 downward_items(
