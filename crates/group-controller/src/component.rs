@@ -122,6 +122,33 @@ fn instance_meta<G: Resource<DynamicType = ()>>(
     }
 }
 
+/// The accessors whose field paths PDGroup and TiKVGroup share.
+macro_rules! group_spec_accessors {
+    () => {
+        fn cluster(&self) -> &ClusterReference {
+            &self.spec.cluster
+        }
+        fn replicas(&self) -> i32 {
+            self.spec.replicas
+        }
+        fn template(&self) -> serde_json::Value {
+            serde_json::to_value(&self.spec.template).unwrap_or_default()
+        }
+        fn version(&self) -> &str {
+            &self.spec.template.spec.version
+        }
+        fn update_policy(&self) -> &UpdatePolicy {
+            &self.spec.update_policy
+        }
+        fn schedule_policy(&self) -> Option<&SchedulePolicy> {
+            self.spec.schedule_policy.as_ref()
+        }
+        fn status(&self) -> Option<&GroupStatus> {
+            self.status.as_ref()
+        }
+    };
+}
+
 impl GroupKind for PDGroup {
     type Instance = PD;
     const COMPONENT: &'static str = "pd";
@@ -131,27 +158,7 @@ impl GroupKind for PDGroup {
         let p = &self.spec.template.spec.server.ports;
         vec![("client", p.client.port), ("peer", p.peer.port)]
     }
-    fn cluster(&self) -> &ClusterReference {
-        &self.spec.cluster
-    }
-    fn replicas(&self) -> i32 {
-        self.spec.replicas
-    }
-    fn template(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec.template).unwrap_or_default()
-    }
-    fn version(&self) -> &str {
-        &self.spec.template.spec.version
-    }
-    fn update_policy(&self) -> &UpdatePolicy {
-        &self.spec.update_policy
-    }
-    fn schedule_policy(&self) -> Option<&SchedulePolicy> {
-        self.spec.schedule_policy.as_ref()
-    }
-    fn status(&self) -> Option<&GroupStatus> {
-        self.status.as_ref()
-    }
+    group_spec_accessors!();
     fn build_instance(
         &self,
         name: &str,
@@ -203,27 +210,7 @@ impl GroupKind for TiKVGroup {
         let p = &self.spec.template.spec.server.ports;
         vec![("client", p.client.port), ("status", p.status.port)]
     }
-    fn cluster(&self) -> &ClusterReference {
-        &self.spec.cluster
-    }
-    fn replicas(&self) -> i32 {
-        self.spec.replicas
-    }
-    fn template(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec.template).unwrap_or_default()
-    }
-    fn version(&self) -> &str {
-        &self.spec.template.spec.version
-    }
-    fn update_policy(&self) -> &UpdatePolicy {
-        &self.spec.update_policy
-    }
-    fn schedule_policy(&self) -> Option<&SchedulePolicy> {
-        self.spec.schedule_policy.as_ref()
-    }
-    fn status(&self) -> Option<&GroupStatus> {
-        self.status.as_ref()
-    }
+    group_spec_accessors!();
     fn build_instance(
         &self,
         name: &str,
