@@ -4,7 +4,7 @@ use std::fmt::Debug;
 
 use api::v1alpha1::{ClusterReference, InstanceStatus, PD, PDStatus, TiKV, TiKVStatus};
 use k8s_openapi::NamespaceResourceScope;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -104,9 +104,4 @@ pub fn revision_of<K: Resource>(obj: &K) -> Option<String> {
         .as_ref()
         .and_then(|l| l.get(api::labels::REVISION))
         .cloned()
-}
-
-/// Name of an object.
-pub fn name_of<K: ResourceExt>(obj: &K) -> String {
-    obj.name_any()
 }

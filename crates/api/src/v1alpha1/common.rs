@@ -292,20 +292,3 @@ pub struct InstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
 }
-
-/// The template spec fields every component has; kept as a trait so the controllers can treat
-/// PD and TiKV alike.
-pub trait ComponentTemplate {
-    /// Version, e.g. `v8.5.0`.
-    fn version(&self) -> &str;
-    /// Image repository, without tag.
-    fn image(&self) -> Option<&str>;
-    /// Volumes.
-    fn volumes(&self) -> &[Volume];
-    /// TOML config.
-    fn config(&self) -> Option<&str>;
-    /// Overlay.
-    fn overlay(&self) -> Option<&Overlay>;
-    /// Container resources.
-    fn resources(&self) -> Option<&Resources>;
-}

@@ -6,8 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, ComponentTemplate, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port,
-    Resources, SchedulePolicy, UpdatePolicy, Volume,
+    ClusterReference, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port, Resources,
+    SchedulePolicy, UpdatePolicy, Volume,
 };
 
 /// Default image repository of TiKV; the tag is the version.
@@ -128,27 +128,6 @@ pub struct TiKVTemplateSpec {
 
 fn default_tikv_image() -> String {
     DEFAULT_TIKV_IMAGE.to_string()
-}
-
-impl ComponentTemplate for TiKVTemplateSpec {
-    fn version(&self) -> &str {
-        &self.version
-    }
-    fn image(&self) -> Option<&str> {
-        Some(&self.image)
-    }
-    fn volumes(&self) -> &[Volume] {
-        &self.volumes
-    }
-    fn config(&self) -> Option<&str> {
-        self.config.as_deref()
-    }
-    fn overlay(&self) -> Option<&Overlay> {
-        self.overlay.as_ref()
-    }
-    fn resources(&self) -> Option<&Resources> {
-        self.resources.as_ref()
-    }
 }
 
 /// Network settings and store labels of TiKV.
