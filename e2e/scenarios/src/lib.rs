@@ -68,7 +68,8 @@ impl Env {
         }
     }
 
-    /// Creates every object of an examples/ directory in the namespace; returns when it was done.
+    /// Creates every object of an examples/ directory in the namespace, with the test tuning of
+    /// [`tune`]; returns when it was done.
     pub async fn apply_example(&self, dir: &str) -> Instant {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
@@ -82,7 +83,8 @@ impl Env {
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
             for doc in serde_yaml::Deserializer::from_str(&text) {
-                let v = serde_yaml::Value::deserialize(doc).unwrap();
+                let mut v = serde_yaml::Value::deserialize(doc).unwrap();
+                tune(&mut v);
                 match v["kind"].as_str() {
                     Some("Cluster") => drop(
                         self.api::<Cluster>()
@@ -134,6 +136,41 @@ impl Env {
         }
         if let Some(agent) = self.agent.take() {
             let _ = agent.shutdown().await;
+        }
+    }
+}
+
+/// TiKV timers for scenarios: region heartbeats every 5 s instead of TiKV's 1 min, so that PD
+/// sees a restarted or new store's peers caught up within seconds rather than a minute.
+const TIKV_TUNING: &str = r#"
+[raftstore]
+pd-heartbeat-tick-interval = "5s"
+pd-store-heartbeat-tick-interval = "1s"
+"#;
+
+/// Merges the test tuning into a group's `config` (PD: [`testenv::pd::TEST_PD_CONFIG`], whose
+/// scheduling limits make PD move replicas in seconds, not minutes; TiKV: [`TIKV_TUNING`]).
+/// The example's own keys win where both set one.
+fn tune(doc: &mut serde_yaml::Value) {
+    let tuning = match doc["kind"].as_str() {
+        Some("PDGroup") => testenv::pd::TEST_PD_CONFIG,
+        Some("TiKVGroup") => TIKV_TUNING,
+        _ => return,
+    };
+    let spec = &mut doc["spec"]["template"]["spec"];
+    let user: toml::Table = toml::from_str(spec["config"].as_str().unwrap_or_default())
+        .expect("the example's config is TOML");
+    let mut merged: toml::Table = toml::from_str(tuning).unwrap();
+    merge(&mut merged, user);
+    spec["config"] = serde_yaml::Value::String(toml::to_string(&merged).unwrap());
+}
+
+/// Deep-merges `over` into `base`; `over` wins.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => drop(base.insert(k, v)),
         }
     }
 }
