@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use api::v1alpha1::WeightedTopology;
+use api::v1alpha1::{PDGroup, WeightedTopology};
+use operator_runtime::conditions;
 
 /// What the planner needs to know about one instance.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,6 +40,8 @@ pub struct GroupView<'a> {
     pub topologies: &'a [WeightedTopology],
     /// TiKV: scale in by taking stores offline first (two steps). PD: delete directly.
     pub two_step_scale_in: bool,
+    /// Write no new revision into instances yet (TiKV waits for PD's rollout).
+    pub hold_updates: bool,
 }
 
 /// One step to apply.
@@ -139,6 +142,9 @@ pub fn plan(
     }
 
     // Rolling update among the instances that stay.
+    if group.hold_updates {
+        return actions;
+    }
     let outdated: Vec<&&InstanceView> = active
         .iter()
         .filter(|i| i.revision.as_deref() != Some(group.update_revision))
@@ -165,6 +171,26 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// Why TiKV must not start rolling out yet under the `Default` upgrade policy: some PD group of
+/// the cluster has not finished its own rollout (PD is upgraded before TiKV). `None`: go ahead.
+pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
+    pd_groups.iter().find_map(|g| {
+        let s = g.status.as_ref();
+        let observed = s.and_then(|s| s.observed_generation) == g.metadata.generation;
+        let done = s.is_some_and(|s| {
+            conditions::is_true(&s.conditions, "Ready")
+                && s.current_revision.is_some()
+                && s.current_revision == s.update_revision
+        });
+        (!observed || !done).then(|| {
+            format!(
+                "waiting for PDGroup {} to finish its rollout: PD is upgraded before TiKV",
+                g.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+    })
 }
 
 /// Scale-in preference: unhealthy first, then followers, PD leader last.
@@ -228,6 +254,7 @@ mod tests {
             max_unavailable: 1,
             topologies: &[],
             two_step_scale_in: true,
+            hold_updates: false,
         }
     }
 
@@ -431,5 +458,61 @@ mod tests {
                 Action::Update { name: "b".into() }
             ]
         );
+    }
+
+    #[test]
+    fn held_updates_still_scale() {
+        let g = GroupView {
+            hold_updates: true,
+            ..group(2)
+        };
+        let actions = plan(&g, &[inst("a", "r1", true)], names());
+        assert_eq!(
+            actions,
+            [Action::Create {
+                name: "new-1".into(),
+                topology: None
+            }]
+        );
+    }
+
+    #[test]
+    fn tikv_waits_until_every_pd_group_has_rolled_out() {
+        use api::v1alpha1::GroupStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let pd = |generation: i64, observed: i64, ready: &str, current: &str| {
+            let mut g: PDGroup = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "pd", "generation": generation},
+                "spec": {"cluster": {"name": "c"}, "replicas": 3, "template": {"spec": {"version": "v8.5.0",
+                    "volumes": [{"name": "data", "mounts": [{"type": "data"}], "storage": "1Gi"}]}}}
+            }))
+            .unwrap();
+            g.status = Some(GroupStatus {
+                observed_generation: Some(observed),
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    reason: "R".into(),
+                    message: String::new(),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                }],
+                current_revision: Some(current.into()),
+                update_revision: Some("r2".into()),
+                ..Default::default()
+            });
+            g
+        };
+        assert_eq!(pd_rollout_pending(&[pd(2, 2, "True", "r2")]), None);
+        assert_eq!(pd_rollout_pending(&[]), None);
+        // Not yet seen by the group controller, still rolling, or not Ready.
+        for g in [
+            pd(3, 2, "True", "r2"),
+            pd(2, 2, "True", "r1"),
+            pd(2, 2, "False", "r2"),
+        ] {
+            let why = pd_rollout_pending(&[g]).unwrap();
+            assert!(why.contains("PDGroup pd"), "{why}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::v1alpha1::Cluster;
+use api::v1alpha1::{Cluster, PDGroup, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -129,6 +129,23 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         .and_then(|p| p.evenly_spread.as_ref())
         .map(|e| e.topologies.as_slice())
         .unwrap_or(&[]);
+    let pd_pending = if G::COMPONENT == "tikv"
+        && cluster.spec.upgrade_policy == UpgradePolicy::Default
+        && views
+            .iter()
+            .any(|v| !v.offline && v.revision.as_deref() != Some(update_revision.as_str()))
+    {
+        let pd_groups: Vec<PDGroup> = Api::<PDGroup>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|g| g.spec.cluster.name == *cluster_name)
+            .collect();
+        plan::pd_rollout_pending(&pd_groups)
+    } else {
+        None
+    };
     let view = GroupView {
         desired: usize::try_from(group.replicas()).unwrap_or(0),
         update_revision: &update_revision,
@@ -137,6 +154,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             .max(1),
         topologies,
         two_step_scale_in: G::TWO_STEP_SCALE_IN,
+        hold_updates: pd_pending.is_some(),
     };
     let actions = plan::plan(&view, &views, || new_instance_name(&name));
 
@@ -254,12 +272,34 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         }
     }
 
-    let synced = NewCondition::new("Synced", true, "Synced", "");
+    let held = pd_pending.is_some();
+    let synced = match pd_pending {
+        Some(why) => {
+            let first = group.status().is_none_or(|s| {
+                operator_runtime::conditions::find(&s.conditions, "Synced")
+                    .is_none_or(|c| c.reason != "WaitingForPD")
+            });
+            if first {
+                ctx.event(
+                    group.as_ref(),
+                    EventType::Normal,
+                    "WaitingForPD",
+                    why.clone(),
+                )
+                .await;
+            }
+            NewCondition::new("Synced", false, "WaitingForPD", why)
+        }
+        None => NewCondition::new("Synced", true, "Synced", ""),
+    };
     let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
     let settled = crate::conditions_ready(&status) && actions.is_empty();
     ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
     // Instance changes wake us through the owner watch; the timer is a safety net.
-    Ok(Requeue::requeue(Duration::from_secs(if settled {
+    // PDGroups are not watched here: while TiKV waits for PD, look again soon.
+    Ok(Requeue::requeue(Duration::from_secs(if held {
+        2
+    } else if settled {
         300
     } else {
         15

@@ -16,7 +16,8 @@ use crate::component::tikv_address;
 use crate::evict::{self, Step, WaitReason};
 use crate::kind::{InstanceKind, group_of, pd_service_url, revision_of};
 use crate::pd::Pd;
-use crate::reconcile::{Context, Error, Observed, apply_resources, write_status};
+use crate::quorum::{self, Change, Step as QuorumStep};
+use crate::reconcile::{Context, Error, apply_resources, current_conditions, write_status};
 use crate::status;
 
 /// Finalizer on instances whose removal must first clean PD (members, stores).
@@ -67,55 +68,152 @@ async fn cluster_gone<K: InstanceKind>(obj: &K, ctx: &Context) -> Result<bool, E
         .is_none_or(|c| c.meta().deletion_timestamp.is_some()))
 }
 
+/// Whether the cluster asks for every pod to be gone.
+fn suspended(cluster: Option<&Cluster>) -> bool {
+    cluster.is_some_and(|c| {
+        c.spec
+            .suspend_action
+            .as_ref()
+            .is_some_and(|s| s.suspend_compute)
+    })
+}
+
+/// Whether the pod is running (not going) and must be deleted: outdated, or suspended.
+fn must_restart<K: InstanceKind>(obj: &K, pod: Option<&Pod>, suspended: bool) -> bool {
+    pod.is_some_and(|p| {
+        p.meta().deletion_timestamp.is_none() && (suspended || revision_of(p) != revision_of(obj))
+    })
+}
+
 /// Reconciles a PD member.
 pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("PD");
     let ns = pd.namespace().ok_or(Error::NoNamespace)?;
+    let name = pd.name_any();
     let group = group_of(pd.as_ref()).unwrap_or_default();
     let fallback = pd_service_url(&group, &ns, pd.spec.template.server.ports.client.port);
     if pd.meta().deletion_timestamp.is_some() {
         if !cluster_gone(pd.as_ref(), &ctx).await? {
             let client = Pd::new(&fallback)?;
-            if client.remove_member(&pd.name_any()).await? {
-                ctx.event(
-                    pd.as_ref(),
-                    EventType::Normal,
-                    "MemberRemoved",
-                    format!("removed PD member {}", pd.name_any()),
-                )
-                .await;
+            let members = client.members().await?;
+            match quorum::decide(&name, &members, Change::Remove) {
+                QuorumStep::Proceed => {
+                    if client.remove_member(&name).await? {
+                        let note = format!("removed PD member {name}");
+                        ctx.event(pd.as_ref(), EventType::Normal, "MemberRemoved", note)
+                            .await;
+                    }
+                }
+                QuorumStep::TransferLeader { to } => {
+                    transfer_leader(pd.as_ref(), &ctx, &client, &to).await?;
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                QuorumStep::Wait(why) => {
+                    ctx.event(pd.as_ref(), EventType::Warning, "MemberRemovalBlocked", why)
+                        .await;
+                    return Ok(Action::requeue(Duration::from_secs(5)));
+                }
             }
         }
         set_finalizer(pd.as_ref(), &ctx, false).await?;
         return Ok(Action::await_change());
     }
     set_finalizer(pd.as_ref(), &ctx, true).await?;
-    let observed = apply_resources(pd.as_ref(), &ctx, Some(fallback.clone()), true).await?;
-    let member = match &observed {
-        Some(Observed {
-            pod: Some(_),
-            pd_url,
-            ..
-        }) if !pd_url.is_empty() => Pd::new(pd_url)?.member(&pd.name_any()).await.ok().flatten(),
-        _ => None,
+    let cluster = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&pd.spec.cluster.name)
+        .await?;
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let restart = must_restart(pd.as_ref(), pod.as_ref(), suspended(cluster.as_ref()));
+    let client = Pd::new(
+        &cluster
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .and_then(|s| s.pd.clone())
+            .unwrap_or(fallback.clone()),
+    )?;
+    let members = match client.members().await {
+        Ok(m) => Some(m),
+        // A PD that cannot answer is no reason to keep a broken member's pod; it is for a
+        // healthy one, whose restart could be what loses the quorum.
+        Err(e) if restart && status::pod_ready(pod.as_ref()) => return Err(e.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, member = %name, "cannot ask PD about its members");
+            None
+        }
     };
-    let ready = status::pd_ready(
-        observed.as_ref().and_then(|o| o.pod.as_ref()),
-        member.as_ref(),
-    );
+    let mut conditions = Vec::new();
+    let mut may_restart = true;
+    if restart && let Some(members) = &members {
+        let step = quorum::decide(&name, members, Change::Restart);
+        may_restart = step == QuorumStep::Proceed;
+        conditions.push(match step {
+            QuorumStep::Proceed => NewCondition::new("RestartSafe", true, "QuorumKept", ""),
+            QuorumStep::TransferLeader { to } => {
+                transfer_leader(pd.as_ref(), &ctx, &client, &to).await?;
+                NewCondition::new(
+                    "RestartSafe",
+                    false,
+                    "TransferringLeader",
+                    format!("handing PD leadership to {to} before the restart"),
+                )
+            }
+            QuorumStep::Wait(why) => {
+                let first = conditions::find(&current_conditions(pd.as_ref()), "RestartSafe")
+                    .is_none_or(|c| c.reason != "WouldLoseQuorum");
+                if first {
+                    ctx.event(
+                        pd.as_ref(),
+                        EventType::Warning,
+                        "RestartBlocked",
+                        why.clone(),
+                    )
+                    .await;
+                }
+                NewCondition::new("RestartSafe", false, "WouldLoseQuorum", why)
+            }
+        });
+    } else {
+        conditions.push(NewCondition {
+            type_: "RestartSafe",
+            status: conditions::UNKNOWN,
+            reason: "NoRestartPending".into(),
+            message: String::new(),
+        });
+    }
+    let observed = apply_resources(pd.as_ref(), &ctx, Some(fallback), may_restart).await?;
+    let member = members
+        .as_ref()
+        .and_then(|ms| ms.iter().find(|m| m.name == name))
+        .filter(|_| observed.as_ref().is_some_and(|o| o.pod.is_some()));
+    let ready = status::pd_ready(observed.as_ref().and_then(|o| o.pod.as_ref()), member);
     let is_ready = ready.status == "True";
-    write_status(pd.as_ref(), &ctx, observed.as_ref(), vec![ready], |s| {
-        s.id = member.as_ref().map(|m| m.id.to_string());
-        s.is_leader = member.as_ref().is_some_and(|m| m.leader);
-        s.health = member.as_ref().is_some_and(|m| m.healthy);
+    conditions.push(ready);
+    write_status(pd.as_ref(), &ctx, observed.as_ref(), conditions, |s| {
+        s.id = member.map(|m| m.id.to_string());
+        s.is_leader = member.is_some_and(|m| m.leader);
+        s.health = member.is_some_and(|m| m.healthy);
     })
     .await?;
-    // PD leadership moves without any Kubernetes event; look again regularly.
-    Ok(Action::requeue(Duration::from_secs(if is_ready {
+    // PD leadership moves without any Kubernetes event; look again regularly, and every second
+    // while a restart waits on it.
+    Ok(Action::requeue(Duration::from_secs(if restart {
+        1
+    } else if is_ready {
         15
     } else {
         3
     })))
+}
+
+/// Asks PD to hand leadership from `pd` to `to`, and says so.
+async fn transfer_leader(pd: &PD, ctx: &Context, client: &Pd, to: &str) -> Result<(), Error> {
+    client.transfer_leader(to).await?;
+    let note = format!("transferring PD leadership from {} to {to}", pd.name_any());
+    ctx.event(pd, EventType::Normal, "TransferringLeader", note)
+        .await;
+    Ok(())
 }
 
 /// The group's leader-eviction timeout (10 minutes when the group cannot be read).
@@ -173,17 +271,8 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
         .await?;
-    let suspended = cluster.as_ref().is_some_and(|c| {
-        c.spec
-            .suspend_action
-            .as_ref()
-            .is_some_and(|s| s.suspend_compute)
-    });
-    let must_restart = !leaving
-        && pod.as_ref().is_some_and(|p| {
-            p.meta().deletion_timestamp.is_none()
-                && (suspended || revision_of(p) != revision_of(tikv.as_ref()))
-        });
+    let must_restart =
+        !leaving && must_restart(tikv.as_ref(), pod.as_ref(), suspended(cluster.as_ref()));
     let store = match &client {
         Some(c) => match c.store_by_address(&address).await {
             Ok(s) => s,

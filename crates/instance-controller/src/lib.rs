@@ -9,6 +9,7 @@ pub mod evict;
 pub mod kind;
 pub mod pd;
 pub mod pod;
+pub mod quorum;
 pub mod reconcile;
 pub mod status;
 

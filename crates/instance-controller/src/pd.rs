@@ -13,23 +13,25 @@ impl Pd {
         Ok(Self(PdClient::new(vec![url.to_string()])?))
     }
 
-    /// The member named `name`, with its leadership and health.
-    pub async fn member(&self, name: &str) -> Result<Option<MemberInfo>, pdclient::Error> {
+    /// Every member, with its leadership and health.
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, pdclient::Error> {
         let members = self.0.members().await?;
-        let Some(m) = members.members.iter().find(|m| m.name == name) else {
-            return Ok(None);
-        };
-        let healthy = self
-            .0
-            .health()
-            .await?
+        let health = self.0.health().await?;
+        Ok(members
+            .members
             .iter()
-            .any(|h| h.name == name && h.health);
-        Ok(Some(MemberInfo {
-            id: m.member_id,
-            leader: members.leader.as_ref().is_some_and(|l| l.name == name),
-            healthy,
-        }))
+            .map(|m| MemberInfo {
+                name: m.name.clone(),
+                id: m.member_id,
+                leader: members.leader.as_ref().is_some_and(|l| l.name == m.name),
+                healthy: health.iter().any(|h| h.name == m.name && h.health),
+            })
+            .collect())
+    }
+
+    /// Makes `to` the PD leader.
+    pub async fn transfer_leader(&self, to: &str) -> Result<(), pdclient::Error> {
+        self.0.transfer_leader(to).await
     }
 
     /// Removes the member `name`; false when PD does not list it (already removed).

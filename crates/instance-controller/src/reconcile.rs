@@ -237,7 +237,8 @@ pub async fn apply_resources<K: InstanceKind>(
     Ok(Some(observed))
 }
 
-fn current_conditions<K: InstanceKind>(
+/// The conditions the object's status holds now.
+pub fn current_conditions<K: InstanceKind>(
     obj: &K,
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     let mut s = obj.status_or_default();

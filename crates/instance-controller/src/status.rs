@@ -6,6 +6,8 @@ use operator_runtime::conditions::NewCondition;
 /// What PD says about a PD member.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemberInfo {
+    /// Member name (the PD object's name).
+    pub name: String,
     /// Member id.
     pub id: u64,
     /// Is the PD leader.
@@ -134,6 +136,7 @@ mod tests {
     #[test]
     fn pd_ready_needs_a_healthy_member() {
         let m = MemberInfo {
+            name: "a".into(),
             id: 1,
             leader: false,
             healthy: true,

@@ -38,28 +38,7 @@ impl Env {
         let agent = Agent::start(client.clone(), config)
             .await
             .expect("node agent starts");
-        let metrics = operator_runtime::metrics::Metrics::new;
-        let scope = Some(ns.clone());
-        let controllers = vec![
-            tokio::spawn(cluster_controller::run(
-                client.clone(),
-                metrics(),
-                4,
-                scope.clone(),
-            )),
-            tokio::spawn(group_controller::run(
-                client.clone(),
-                metrics(),
-                4,
-                scope.clone(),
-            )),
-            tokio::spawn(instance_controller::run(
-                client.clone(),
-                metrics(),
-                4,
-                scope,
-            )),
-        ];
+        let controllers = spawn_controllers(&client, &ns);
         Env {
             client,
             ns,
@@ -129,6 +108,23 @@ impl Env {
         pdclient::PdClient::new([url]).unwrap()
     }
 
+    /// Kills the three controllers where they are (in-flight reconciles are dropped, as when a
+    /// process dies) and starts them again: all they know must come back from the objects.
+    pub async fn restart_controllers(&mut self, down_for: Duration) {
+        for c in self.controllers.drain(..) {
+            c.abort();
+            let _ = c.await;
+        }
+        tokio::time::sleep(down_for).await;
+        self.controllers = spawn_controllers(&self.client, &self.ns);
+    }
+
+    /// A PD client that knows every member's URL, so it keeps working while members restart.
+    pub async fn pd_members(&self, cluster: &str) -> pdclient::PdClient {
+        let urls = self.pd(cluster).await.members().await.unwrap().members;
+        pdclient::PdClient::new(urls.into_iter().flat_map(|m| m.client_urls)).unwrap()
+    }
+
     /// Stops the controllers and the node agent (its pods' processes die with it).
     pub async fn stop(mut self) {
         for c in &self.controllers {
@@ -138,6 +134,32 @@ impl Env {
             let _ = agent.shutdown().await;
         }
     }
+}
+
+/// The three controllers, in-process, scoped to `ns`.
+fn spawn_controllers(client: &Client, ns: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    let metrics = operator_runtime::metrics::Metrics::new;
+    let scope = Some(ns.to_string());
+    vec![
+        tokio::spawn(cluster_controller::run(
+            client.clone(),
+            metrics(),
+            4,
+            scope.clone(),
+        )),
+        tokio::spawn(group_controller::run(
+            client.clone(),
+            metrics(),
+            4,
+            scope.clone(),
+        )),
+        tokio::spawn(instance_controller::run(
+            client.clone(),
+            metrics(),
+            4,
+            scope,
+        )),
+    ]
 }
 
 /// TiKV timers for scenarios: region heartbeats every 5 s instead of TiKV's 1 min, so that PD

@@ -1,11 +1,16 @@
-//! Rolling upgrade of TiKV: every store's leaders are moved away before its pod is deleted —
-//! checked by asking PD at the moment the deletion is seen — and every store reports the new
-//! version at the end, with no evict-leader entry left behind.
+//! Rolling upgrade of PD and TiKV together, with the controllers killed in the middle.
+//!
+//! Checked against PD at the moment each pod deletion is seen: a PD member is never the leader
+//! when its pod goes and the others keep a quorum; every TiKV store has 0 leaders; no TiKV pod
+//! goes while another is not back and Ready; every PD pod restarts before the first TiKV pod
+//! (upgrade policy `Default`). At the end every store reports the new version, keeps its id, and
+//! no evict-leader entry is left.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
+use api::v1alpha1::{Cluster, PDGroup, TiKV, TiKVGroup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -14,17 +19,45 @@ use kube::runtime::watcher;
 use operator_runtime::conditions;
 use testenv::wait_for;
 
+/// One pod deletion as the test saw it.
+#[derive(Clone, Debug)]
+struct Deletion {
+    pod: String,
+    component: String,
+    at: Instant,
+    /// TiKV: leaders PD reported for the store. PD: 1 if the member was the leader.
+    leaders: u64,
+    /// Other pods of the same component that were missing or not Ready at that moment.
+    others_down: Vec<String>,
+    /// PD: healthy members other than this one.
+    healthy_others: usize,
+}
+
+fn component(p: &Pod) -> String {
+    p.labels()
+        .get("app.kubernetes.io/component")
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 #[tokio::test]
-async fn tikv_upgrade_evicts_leaders_before_each_restart() {
-    let env = e2e::Env::start("upgrade").await;
+async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
+    let mut env = e2e::Env::start("upgrade").await;
     env.apply_example("basic").await;
     wait_for(180, "Cluster basic Ready", || async {
         let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
         conditions::is_true(&s.conditions, "Ready").then_some(())
     })
     .await;
-    let pd = env.pd("basic").await;
-    // Store id of every TiKV pod.
+    let pd = env.pd_members("basic").await;
     let ids: BTreeMap<String, u64> = env
         .api::<TiKV>()
         .list(&Default::default())
@@ -33,6 +66,14 @@ async fn tikv_upgrade_evicts_leaders_before_each_restart() {
         .items
         .into_iter()
         .map(|t| (t.name_any(), t.status.unwrap().id.unwrap().parse().unwrap()))
+        .collect();
+    let pd_names: Vec<String> = pd
+        .members()
+        .await
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| m.name)
         .collect();
     // Leaders must actually be spread before the upgrade, or the check below proves nothing.
     wait_for(120, "leaders on every store", || async {
@@ -45,77 +86,146 @@ async fn tikv_upgrade_evicts_leaders_before_each_restart() {
     })
     .await;
 
-    // Watch TiKV pods; when one starts terminating or vanishes, ask PD about its store at once.
-    let seen: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    // Watch every pod; when one starts terminating or vanishes, ask PD at once.
+    let seen: Arc<Mutex<Vec<Deletion>>> = Arc::default();
     let watch = {
         let (pods, seen, pd, ids) = (env.api::<Pod>(), seen.clone(), pd.clone(), ids.clone());
+        let pd_names = pd_names.clone();
         tokio::spawn(async move {
-            let mut stream = watcher(
-                pods,
-                watcher::Config::default().labels("app.kubernetes.io/component=tikv"),
-            )
-            .boxed();
+            let mut live: BTreeMap<String, bool> = BTreeMap::new();
+            let mut stream = watcher(pods, watcher::Config::default()).boxed();
             while let Some(Ok(ev)) = stream.next().await {
-                let gone = match ev {
-                    watcher::Event::Apply(p) if p.metadata.deletion_timestamp.is_some() => {
-                        Some(p.name_any())
+                let (p, gone) = match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        let gone = p.metadata.deletion_timestamp.is_some();
+                        (p, gone)
                     }
-                    watcher::Event::Delete(p) => Some(p.name_any()),
-                    _ => None,
+                    watcher::Event::Delete(p) => (p, true),
+                    _ => continue,
                 };
-                if let Some(name) = gone {
-                    let id = ids[&name];
-                    if seen.lock().unwrap().contains_key(&name) {
-                        continue;
-                    }
-                    let leaders = pd
-                        .store(id)
-                        .await
-                        .map(|s| s.status.leader_count)
-                        .unwrap_or(u64::MAX);
-                    seen.lock().unwrap().insert(name, leaders);
+                let name = p.name_any();
+                if !gone {
+                    live.insert(name, ready(&p));
+                    continue;
                 }
+                if live.remove(&name).is_none() {
+                    continue; // Already recorded when it started terminating.
+                }
+                let comp = component(&p);
+                let peers: Vec<&String> = if comp == "tikv" {
+                    ids.keys().collect()
+                } else {
+                    pd_names.iter().collect()
+                };
+                let others_down = peers
+                    .into_iter()
+                    .filter(|n| **n != name && live.get(*n) != Some(&true))
+                    .cloned()
+                    .collect();
+                let (leaders, healthy_others) = if comp == "tikv" {
+                    let l = pd.store(ids[&name]).await.map(|s| s.status.leader_count);
+                    (l.unwrap_or(u64::MAX), 0)
+                } else {
+                    let leader = pd.leader().await.map(|l| l.name).unwrap_or_default();
+                    let health = pd.health().await.unwrap_or_default();
+                    let healthy = health.iter().filter(|h| h.health && h.name != name).count();
+                    (u64::from(leader == name), healthy)
+                };
+                seen.lock().unwrap().push(Deletion {
+                    pod: name,
+                    component: comp,
+                    at: Instant::now(),
+                    leaders,
+                    others_down,
+                    healthy_others,
+                });
             }
         })
     };
 
-    let start = std::time::Instant::now();
+    // PD and TiKV change in one go; the operator must do PD first.
+    let start = Instant::now();
     let upgrade = serde_json::json!({"spec": {"template": {"spec": {"version": "v8.5.1"}}}});
+    let pp = PatchParams::default();
     env.api::<TiKVGroup>()
-        .patch(
-            "basic-tikv",
-            &PatchParams::default(),
-            &Patch::Merge(&upgrade),
-        )
+        .patch("basic-tikv", &pp, &Patch::Merge(&upgrade))
         .await
         .unwrap();
-    wait_for(300, "every store at 8.5.1 and the group Ready", || async {
-        let g = env
-            .api::<TiKVGroup>()
-            .get("basic-tikv")
-            .await
-            .ok()?
-            .status?;
-        let stores = pd.stores().await.ok()?;
-        let upgraded = stores
+    env.api::<PDGroup>()
+        .patch("basic-pd", &pp, &Patch::Merge(&upgrade))
+        .await
+        .unwrap();
+
+    // Kill the controllers while a store is being evicted, then let them resume.
+    wait_for(240, "a store evicting its leaders", || async {
+        let tikvs = env.api::<TiKV>().list(&Default::default()).await.ok()?;
+        tikvs
+            .items
             .iter()
-            .filter(|s| s.store.state_name.as_str() == "Up" && s.store.version == "8.5.1")
-            .count();
-        (upgraded == 3
-            && g.version.as_deref() == Some("v8.5.1")
-            && conditions::is_true(&g.conditions, "Ready"))
-        .then_some(())
+            .any(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    conditions::find(&s.common.conditions, "LeadersEvicted")
+                        .is_some_and(|c| c.reason == "Evicting" || c.reason == "Evicted")
+                })
+            })
+            .then_some(())
     })
     .await;
-    println!("upgrade of 3 stores: {:.1}s", start.elapsed().as_secs_f64());
+    env.restart_controllers(Duration::from_secs(3)).await;
+
+    wait_for(
+        300,
+        "every store at 8.5.1 and both groups Ready",
+        || async {
+            let ready = |s: Option<api::v1alpha1::GroupStatus>| {
+                s.is_some_and(|s| {
+                    s.version.as_deref() == Some("v8.5.1")
+                        && conditions::is_true(&s.conditions, "Ready")
+                })
+            };
+            let tg = env.api::<TiKVGroup>().get("basic-tikv").await.ok()?.status;
+            let pg = env.api::<PDGroup>().get("basic-pd").await.ok()?.status;
+            let stores = pd.stores().await.ok()?;
+            let upgraded = stores
+                .iter()
+                .filter(|s| s.store.state_name.as_str() == "Up" && s.store.version == "8.5.1")
+                .count();
+            (upgraded == 3 && ready(tg) && ready(pg)).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "upgrade of 3 PD members and 3 stores: {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     watch.abort();
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 3, "every TiKV pod was restarted once: {seen:?}");
-    for (pod, leaders) in &seen {
-        assert_eq!(
-            *leaders, 0,
-            "store of {pod} had {leaders} leaders when its pod was deleted"
+    let of = |c: &str| -> Vec<&Deletion> { seen.iter().filter(|d| d.component == c).collect() };
+    let (pds, tikvs) = (of("pd"), of("tikv"));
+    assert_eq!(pds.len(), 3, "every PD pod restarted once: {seen:#?}");
+    assert_eq!(tikvs.len(), 3, "every TiKV pod restarted once: {seen:#?}");
+    for d in &pds {
+        assert_eq!(d.leaders, 0, "{} was the PD leader when deleted", d.pod);
+        assert!(
+            d.healthy_others >= 2 && d.others_down.is_empty(),
+            "{} was deleted without a quorum of the others: {d:?}",
+            d.pod
+        );
+    }
+    let last_pd = pds.iter().map(|d| d.at).max().unwrap();
+    for d in &tikvs {
+        assert_eq!(d.leaders, 0, "store of {} had leaders when deleted", d.pod);
+        assert!(
+            d.others_down.is_empty(),
+            "{} was deleted while {:?} were down",
+            d.pod,
+            d.others_down
+        );
+        assert!(
+            d.at > last_pd,
+            "TiKV pod {} restarted before PD was done",
+            d.pod
         );
     }
     // Stores kept their identity, and eviction was cleaned up.
