@@ -20,6 +20,9 @@ pub const GROUP: &str = "tikv.org/group";
 pub const INSTANCE_NAME: &str = "tikv.org/instance";
 /// `tikv.org/revision`: the group revision an instance (and its pod) was built from.
 pub const REVISION: &str = "tikv.org/revision";
+/// `tikv.org/scale-in-preferred`: annotation a user sets (any value) on a PD or TiKV object so
+/// that the next scale-in of its group removes that instance before any other.
+pub const SCALE_IN_PREFERRED: &str = "tikv.org/scale-in-preferred";
 
 use std::collections::BTreeMap;
 

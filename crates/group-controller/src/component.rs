@@ -93,6 +93,10 @@ fn common_view(meta: &kube::api::ObjectMeta, status: Option<&InstanceStatus>) ->
         revision,
         ready,
         deleting: meta.deletion_timestamp.is_some(),
+        preferred_victim: meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(api::labels::SCALE_IN_PREFERRED)),
         ..Default::default()
     }
 }

@@ -23,6 +23,8 @@ pub struct InstanceView {
     pub deleting: bool,
     /// The PD leader (PD): restarted and removed last.
     pub leader: bool,
+    /// The user asked for this one to go first on scale-in (annotation).
+    pub preferred_victim: bool,
     /// Topology the instance is pinned to.
     pub topology: Option<BTreeMap<String, String>>,
 }
@@ -193,9 +195,9 @@ pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
     })
 }
 
-/// Scale-in preference: unhealthy first, then followers, PD leader last.
-fn scale_in_order(i: &InstanceView) -> (bool, bool) {
-    (i.ready, i.leader)
+/// Scale-in preference: the ones users picked, then unhealthy ones, then followers, PD leader last.
+fn scale_in_order(i: &InstanceView) -> (bool, bool, bool) {
+    (!i.preferred_victim, i.ready, i.leader)
 }
 
 /// Update preference: unhealthy first, PD leader last.
@@ -514,5 +516,24 @@ mod tests {
             let why = pd_rollout_pending(&[g]).unwrap();
             assert!(why.contains("PDGroup pd"), "{why}");
         }
+    }
+
+    #[test]
+    fn scale_in_takes_the_annotated_instance_first() {
+        let instances = [
+            inst("a", "r2", true),
+            InstanceView {
+                preferred_victim: true,
+                ..inst("b", "r2", true)
+            },
+            inst("c", "r2", false),
+        ];
+        assert_eq!(
+            plan(&group(2), &instances, names()),
+            [Action::SetOffline {
+                name: "b".into(),
+                offline: true
+            }]
+        );
     }
 }

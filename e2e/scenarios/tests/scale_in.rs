@@ -1,6 +1,8 @@
 //! Two-step TiKV scale-in against PD: a removal PD refuses (it would leave fewer Up stores than
 //! max-replicas) deletes nothing and says so; a removal PD accepts drains the store to Tombstone
-//! before the instance, pod and PVC go; raising replicas before that cancels it.
+//! before the instance, pod and PVC go; raising replicas before that cancels it. The store that
+//! goes is the one the user annotated, and killing the controllers while it drains changes
+//! nothing: the others keep their stores and PVCs.
 
 use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
@@ -29,7 +31,7 @@ async fn offline(env: &e2e::Env) -> Option<TiKV> {
 
 #[tokio::test]
 async fn two_step_scale_in_refusal_and_cancel() {
-    let env = e2e::Env::start("scalein").await;
+    let mut env = e2e::Env::start("scalein").await;
     env.apply_example("basic").await;
     wait_for(180, "Cluster basic Ready", || async {
         let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
@@ -109,6 +111,39 @@ async fn two_step_scale_in_refusal_and_cancel() {
         (up == 4 && conditions::is_true(&g.conditions, "Ready")).then_some(())
     })
     .await;
+    // The user picks the store to remove: the alphabetically first, which the default order
+    // (newest name first) would not take.
+    let tikvs = env
+        .api::<TiKV>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let chosen = tikvs.iter().map(|t| t.name_any()).min().unwrap();
+    let pvc_uids = |pvcs: Vec<PersistentVolumeClaim>| -> Vec<(String, String)> {
+        let mut v: Vec<_> = pvcs
+            .into_iter()
+            .filter(|p| p.name_any() != format!("data-{chosen}"))
+            .filter(|p| p.name_any().contains("tikv"))
+            .map(|p| (p.name_any(), p.uid().unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let kept = pvc_uids(
+        env.api::<PersistentVolumeClaim>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(kept.len(), 3);
+    let note =
+        serde_json::json!({"metadata": {"annotations": {api::labels::SCALE_IN_PREFERRED: "true"}}});
+    env.api::<TiKV>()
+        .patch(&chosen, &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .unwrap();
     replicas(&env, 3).await;
     let leaving = wait_for(60, "a leaving store with its id", || async {
         let t = offline(&env).await?;
@@ -119,6 +154,16 @@ async fn two_step_scale_in_refusal_and_cancel() {
             .map(|id| (t.name_any(), id.parse::<u64>().unwrap()))
     })
     .await;
+    assert_eq!(leaving.0, chosen, "the annotated store leaves");
+    // Kill the controllers while PD drains the store; they must pick up where they were.
+    wait_for(60, "PD removing the store", || async {
+        let s = pd.store(leaving.1).await.ok()?;
+        // A fast drain may already be done: then the restart hits the deletion step instead.
+        matches!(s.store.state_name.as_str(), "Offline" | "Tombstone").then_some(())
+    })
+    .await;
+    env.restart_controllers(std::time::Duration::from_secs(3))
+        .await;
     let (name, id) = leaving;
     wait_for(
         180,
@@ -145,5 +190,13 @@ async fn two_step_scale_in_refusal_and_cancel() {
         .filter(|s| s.store.state_name.as_str() == "Up")
         .count();
     assert_eq!(up, 3);
+    let after = pvc_uids(
+        env.api::<PersistentVolumeClaim>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(after, kept, "the stores that stay keep their PVCs");
     env.stop().await;
 }
