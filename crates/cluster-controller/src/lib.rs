@@ -11,10 +11,12 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::context::Context;
+use operator_runtime::finalizer;
 use operator_runtime::metrics::Metrics;
 use operator_runtime::ssa;
 
@@ -41,27 +43,85 @@ pub enum Error {
     NoNamespace,
 }
 
+/// Finalizer that makes a deleted Cluster take its groups (and through them every instance, pod,
+/// PVC, ConfigMap and Service) with it.
+pub const FINALIZER: &str = "core.tikv.org/cluster-cleanup";
+
+/// The groups of `kind` in `ns` that belong to the Cluster `name`.
+async fn groups_of<G>(ctx: &Context, ns: &str, name: &str) -> Result<Vec<G>, Error>
+where
+    G: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + api::v1alpha1::HasCluster,
+{
+    Ok(Api::<G>::namespaced(ctx.client.clone(), ns)
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|g| g.cluster_name() == name)
+        .collect())
+}
+
+/// Deletes the Cluster's groups; true once none is left.
+async fn delete_groups(
+    ctx: &Context,
+    cluster: &Cluster,
+    ns: &str,
+    pdgs: &[PDGroup],
+    tikvgs: &[TiKVGroup],
+) -> Result<bool, Error> {
+    let dp = kube::api::DeleteParams::background();
+    let mut names = Vec::new();
+    for g in tikvgs
+        .iter()
+        .filter(|g| g.metadata.deletion_timestamp.is_none())
+    {
+        Api::<TiKVGroup>::namespaced(ctx.client.clone(), ns)
+            .delete(&g.name_any(), &dp)
+            .await?;
+        names.push(g.name_any());
+    }
+    for g in pdgs
+        .iter()
+        .filter(|g| g.metadata.deletion_timestamp.is_none())
+    {
+        Api::<PDGroup>::namespaced(ctx.client.clone(), ns)
+            .delete(&g.name_any(), &dp)
+            .await?;
+        names.push(g.name_any());
+    }
+    if !names.is_empty() {
+        let note = format!(
+            "the Cluster is being deleted: deleting {}",
+            names.join(", ")
+        );
+        ctx.event(cluster, EventType::Normal, "DeletingGroups", note)
+            .await;
+    }
+    Ok(pdgs.is_empty() && tikvgs.is_empty())
+}
+
 /// Reconciles one Cluster.
 pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("Cluster");
     let ns = cluster.namespace().ok_or(Error::NoNamespace)?;
     let name = cluster.name_any();
-    let pdgs: Vec<PDGroup> = Api::<PDGroup>::namespaced(ctx.client.clone(), &ns)
-        .list(&Default::default())
-        .await?
-        .items;
-    let tikvgs: Vec<TiKVGroup> = Api::<TiKVGroup>::namespaced(ctx.client.clone(), &ns)
-        .list(&Default::default())
-        .await?
-        .items;
-    let pdgs: Vec<&PDGroup> = pdgs
-        .iter()
-        .filter(|g| g.spec.cluster.name == name)
-        .collect();
-    let tikvgs: Vec<&TiKVGroup> = tikvgs
-        .iter()
-        .filter(|g| g.spec.cluster.name == name)
-        .collect();
+    let clusters = Api::<Cluster>::namespaced(ctx.client.clone(), &ns);
+    let pdgs: Vec<PDGroup> = groups_of(&ctx, &ns, &name).await?;
+    let tikvgs: Vec<TiKVGroup> = groups_of(&ctx, &ns, &name).await?;
+    if cluster.metadata.deletion_timestamp.is_some() {
+        if delete_groups(&ctx, &cluster, &ns, &pdgs, &tikvgs).await? {
+            finalizer::set(&clusters, cluster.as_ref(), FINALIZER, false).await?;
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    finalizer::set(&clusters, cluster.as_ref(), FINALIZER, true).await?;
+    let pdgs: Vec<&PDGroup> = pdgs.iter().collect();
+    let tikvgs: Vec<&TiKVGroup> = tikvgs.iter().collect();
     let pd_url = pdgs.first().map(|g| {
         format!(
             "http://{}.{ns}.svc:{}",
@@ -109,13 +169,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         Time(Timestamp::now()),
     );
     let waiting_for_id = status.id.is_none();
-    ssa::apply_status(
-        &Api::<Cluster>::namespaced(ctx.client.clone(), &ns),
-        &ctx.manager,
-        &name,
-        &status,
-    )
-    .await?;
+    ssa::apply_status(&clusters, &ctx.manager, &name, &status).await?;
     Ok(Action::requeue(Duration::from_secs(if waiting_for_id {
         3
     } else {

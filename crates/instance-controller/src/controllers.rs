@@ -6,7 +6,7 @@ use std::time::Duration;
 use api::v1alpha1::{Cluster, PD, TiKV, TiKVGroup};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -28,32 +28,11 @@ async fn set_finalizer<K: InstanceKind>(
     ctx: &Context,
     present: bool,
 ) -> Result<(), Error> {
-    let has = obj.finalizers().iter().any(|f| f == FINALIZER);
-    if has == present {
-        return Ok(());
-    }
-    let mut finalizers: Vec<String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    if present {
-        finalizers.push(FINALIZER.to_string());
-    }
     let api: Api<K> = Api::namespaced(
         ctx.client.clone(),
         &obj.namespace().ok_or(Error::NoNamespace)?,
     );
-    // Carrying the resourceVersion makes this fail (and retry) if someone else changed the list.
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(operator_runtime::finalizer::set(&api, obj, FINALIZER, present).await?)
 }
 
 /// Whether PD state can no longer matter: the Cluster is gone or going.
@@ -125,7 +104,8 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
         .await?;
-    let restart = must_restart(pd.as_ref(), pod.as_ref(), suspended(cluster.as_ref()));
+    let suspending = suspended(cluster.as_ref());
+    let restart = must_restart(pd.as_ref(), pod.as_ref(), suspending);
     let client = Pd::new(
         &cluster
             .as_ref()
@@ -145,7 +125,32 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     let mut conditions = Vec::new();
     let mut may_restart = true;
-    if restart && let Some(members) = &members {
+    if restart && suspending {
+        // The whole cluster stops, so quorum cannot be kept; PD goes last, as TiKV stores
+        // need it to evict their leaders.
+        let selector = format!(
+            "{}={},{}=tikv",
+            api::labels::CLUSTER,
+            pd.spec.cluster.name,
+            api::labels::COMPONENT
+        );
+        let tikv_pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .len();
+        may_restart = tikv_pods == 0;
+        conditions.push(NewCondition::new(
+            "RestartSafe",
+            may_restart,
+            if may_restart {
+                "Suspending"
+            } else {
+                "WaitingForTiKV"
+            },
+            format!("{tikv_pods} TiKV pods of the cluster still run"),
+        ));
+    } else if restart && let Some(members) = &members {
         let step = quorum::decide(&name, members, Change::Restart);
         may_restart = step == QuorumStep::Proceed;
         conditions.push(match step {
@@ -271,8 +276,8 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
         .await?;
-    let must_restart =
-        !leaving && must_restart(tikv.as_ref(), pod.as_ref(), suspended(cluster.as_ref()));
+    let suspending = suspended(cluster.as_ref());
+    let must_restart = !leaving && must_restart(tikv.as_ref(), pod.as_ref(), suspending);
     let store = match &client {
         Some(c) => match c.store_by_address(&address).await {
             Ok(s) => s,
@@ -299,6 +304,10 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         } else {
             Vec::new()
         };
+        let other_targets = match &store {
+            Some(s) if must_restart && suspending => c.eviction_targets(s.id).await?,
+            _ => 0,
+        };
         let facts = evict::Facts {
             must_restart,
             store: store.as_ref(),
@@ -308,6 +317,8 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
             stores_with_down_peers: &down,
             pod_current_and_ready: status::pod_ready(pod.as_ref())
                 && pod.as_ref().and_then(revision_of) == revision_of(tikv.as_ref()),
+            suspending,
+            other_targets,
         };
         let step = evict::decide(&facts);
         let id = store.as_ref().map_or(0, |s| s.id);

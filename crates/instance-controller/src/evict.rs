@@ -50,6 +50,11 @@ pub struct Facts<'a> {
     pub stores_with_down_peers: &'a [u64],
     /// The pod is Ready at the instance's revision.
     pub pod_current_and_ready: bool,
+    /// The restart is the cluster suspending: every store stops, so other stores' down peers
+    /// are expected, not a reason to wait.
+    pub suspending: bool,
+    /// Up stores other than this one that are not evicting: where leaders could go.
+    pub other_targets: usize,
 }
 
 /// Decides the next step.
@@ -66,6 +71,12 @@ pub fn decide(f: &Facts) -> Step {
     let Some(store) = up else {
         return Step::Restart { timed_out: false };
     };
+    // Suspending with no store left to take the leaders: the cluster stops; nothing to wait for.
+    if f.suspending && f.other_targets == 0 {
+        return Step::Restart {
+            timed_out: store.leader_count > 0,
+        };
+    }
     if !f.evicting {
         return Step::StartEviction;
     }
@@ -79,7 +90,7 @@ pub fn decide(f: &Facts) -> Step {
     if store.leader_count > 0 && !timed_out {
         return Step::Wait(WaitReason::Leaders(store.leader_count));
     }
-    if !others_down.is_empty() {
+    if !others_down.is_empty() && !f.suspending {
         return Step::Wait(WaitReason::DownPeers(others_down));
     }
     Step::Restart {
@@ -108,6 +119,8 @@ mod tests {
             evicting_for: Some(Duration::from_secs(5)),
             timeout: Duration::from_secs(600),
             stores_with_down_peers: down,
+            suspending: false,
+            other_targets: 2,
             pod_current_and_ready: false,
         }
     }
@@ -183,5 +196,30 @@ mod tests {
             ..f
         };
         assert_eq!(decide(&f), Step::Nothing);
+    }
+
+    #[test]
+    fn suspending_evicts_while_some_store_can_take_leaders_then_stops() {
+        let s = store(5, "Up");
+        let down = [8];
+        let f = Facts {
+            suspending: true,
+            ..facts(Some(&s), false, &down)
+        };
+        assert_eq!(decide(&f), Step::StartEviction);
+        // Other stores' down peers are the suspend itself, not a reason to wait.
+        let s0 = store(0, "Up");
+        let f = Facts {
+            suspending: true,
+            ..facts(Some(&s0), true, &down)
+        };
+        assert_eq!(decide(&f), Step::Restart { timed_out: false });
+        // The last store has nowhere to move its leaders.
+        let f = Facts {
+            suspending: true,
+            other_targets: 0,
+            ..facts(Some(&s), true, &[])
+        };
+        assert_eq!(decide(&f), Step::Restart { timed_out: true });
     }
 }

@@ -95,6 +95,23 @@ impl Pd {
         }
     }
 
+    /// Up stores other than `id` that are not in the evict-leader scheduler: where PD can move
+    /// `id`'s leaders.
+    pub async fn eviction_targets(&self, id: u64) -> Result<usize, pdclient::Error> {
+        let evicting = self.0.evict_leader_stores().await?;
+        Ok(self
+            .0
+            .stores()
+            .await?
+            .iter()
+            .filter(|s| {
+                s.store.id != id
+                    && s.store.state_name.as_str() == "Up"
+                    && !evicting.contains(&s.store.id)
+            })
+            .count())
+    }
+
     /// Stores that hold a peer PD reports down, in some region.
     pub async fn stores_with_down_peers(&self) -> Result<Vec<u64>, pdclient::Error> {
         let mut stores: Vec<u64> = self

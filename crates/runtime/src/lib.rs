@@ -6,6 +6,7 @@ pub mod app;
 pub mod conditions;
 pub mod context;
 pub mod crds;
+pub mod finalizer;
 pub mod leader;
 pub mod metrics;
 pub mod server;

@@ -57,6 +57,10 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             ("core.tikv.org", "pdgroups", "list"),
             ("core.tikv.org", "tikvgroups", "list"),
             ("core.tikv.org", "clusters/status", "patch"),
+            ("core.tikv.org", "clusters", "patch"),
+            ("core.tikv.org", "clusters/finalizers", "update"),
+            ("core.tikv.org", "pdgroups", "delete"),
+            ("core.tikv.org", "tikvgroups", "delete"),
         ],
         "tikv-operator-group-controller" => vec![
             ("core.tikv.org", "pdgroups", "watch"),
