@@ -23,6 +23,9 @@ pub const REVISION: &str = "tikv.org/revision";
 /// `tikv.org/scale-in-preferred`: annotation a user sets (any value) on a PD or TiKV object so
 /// that the next scale-in of its group removes that instance before any other.
 pub const SCALE_IN_PREFERRED: &str = "tikv.org/scale-in-preferred";
+/// `tikv.org/replacement-for`: annotation the group controller puts on a failover replacement,
+/// naming the Down instance it stands in for.
+pub const REPLACEMENT_FOR: &str = "tikv.org/replacement-for";
 
 use std::collections::BTreeMap;
 

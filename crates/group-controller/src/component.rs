@@ -54,6 +54,10 @@ pub trait GroupKind:
     fn update_policy(&self) -> &UpdatePolicy;
     /// Scheduling policy.
     fn schedule_policy(&self) -> Option<&SchedulePolicy>;
+    /// Failover settings, when enabled (TiKV only).
+    fn failover(&self) -> Option<crate::plan::Failover> {
+        None
+    }
     /// Status, if any.
     fn status(&self) -> Option<&GroupStatus>;
     /// Builds the instance as the group wants it. `existing` is the current object, if any, for
@@ -97,6 +101,11 @@ fn common_view(meta: &kube::api::ObjectMeta, status: Option<&InstanceStatus>) ->
             .annotations
             .as_ref()
             .is_some_and(|a| a.contains_key(api::labels::SCALE_IN_PREFERRED)),
+        replacement_for: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(api::labels::REPLACEMENT_FOR))
+            .cloned(),
         ..Default::default()
     }
 }
@@ -215,6 +224,14 @@ impl GroupKind for TiKVGroup {
         vec![("client", p.client.port), ("status", p.status.port)]
     }
     group_spec_accessors!();
+    fn failover(&self) -> Option<crate::plan::Failover> {
+        let f = self.spec.failover.as_ref().filter(|f| f.enabled)?;
+        Some(crate::plan::Failover {
+            // The CRD validates the duration; an unparsable one disables failover.
+            period_secs: api::duration::parse(&f.period)?.as_secs() as i64,
+            max_replacements: usize::try_from(f.max_replacements).unwrap_or(0),
+        })
+    }
     fn build_instance(
         &self,
         name: &str,
@@ -248,6 +265,10 @@ impl GroupKind for TiKVGroup {
             offline: tikv.spec.offline,
             offlined: status.is_some_and(|s| conditions::is_true(&s.common.conditions, "Offlined")),
             topology: tikv.spec.topology.clone(),
+            down_since: status
+                .and_then(|s| conditions::find(&s.common.conditions, "StoreDown"))
+                .filter(|c| c.status == conditions::TRUE)
+                .map(|c| c.last_transition_time.0.as_second()),
             ..common_view(&tikv.metadata, status.map(|s| &s.common))
         }
     }

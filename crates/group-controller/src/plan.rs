@@ -25,6 +25,10 @@ pub struct InstanceView {
     pub leader: bool,
     /// The user asked for this one to go first on scale-in (annotation).
     pub preferred_victim: bool,
+    /// Since when (unix seconds) PD has reported the store Down.
+    pub down_since: Option<i64>,
+    /// A failover replacement: the name of the instance it stands in for.
+    pub replacement_for: Option<String>,
     /// Topology the instance is pinned to.
     pub topology: Option<BTreeMap<String, String>>,
 }
@@ -44,6 +48,19 @@ pub struct GroupView<'a> {
     pub two_step_scale_in: bool,
     /// Write no new revision into instances yet (TiKV waits for PD's rollout).
     pub hold_updates: bool,
+    /// Replace Down stores (TiKV, opt-in).
+    pub failover: Option<Failover>,
+    /// Now, in unix seconds (for failover periods).
+    pub now: i64,
+}
+
+/// When Down stores get a replacement.
+#[derive(Clone, Copy, Debug)]
+pub struct Failover {
+    /// Seconds a store must be Down before it is replaced.
+    pub period_secs: i64,
+    /// Most replacements at once.
+    pub max_replacements: usize,
 }
 
 /// One step to apply.
@@ -55,6 +72,8 @@ pub enum Action {
         name: String,
         /// Topology to pin it to.
         topology: Option<BTreeMap<String, String>>,
+        /// Failover: the Down instance it replaces.
+        replacement_for: Option<String>,
     },
     /// Write the update revision's spec into an outdated instance (it restarts).
     Update {
@@ -67,6 +86,11 @@ pub enum Action {
         name: String,
         /// New value.
         offline: bool,
+    },
+    /// A failover replacement whose failed store is gone becomes a regular member.
+    Adopt {
+        /// Name.
+        name: String,
     },
     /// Delete the instance object (its finalizer cleans PD first).
     Delete {
@@ -91,20 +115,27 @@ pub fn plan(
         });
     }
     let mut active: Vec<&InstanceView> = live.iter().copied().filter(|i| !i.offline).collect();
+    let failover = failover_plan(group, &active);
+    let desired = group.desired + failover.kept + failover.new.len();
+    for name in &failover.adopted {
+        actions.push(Action::Adopt {
+            name: name.to_string(),
+        });
+    }
     let mut leaving: Vec<&InstanceView> = live
         .iter()
         .copied()
         .filter(|i| i.offline && !i.offlined)
         .collect();
 
-    if active.len() > group.desired {
+    if active.len() > desired {
         let mut victims = active.clone();
-        victims.sort_by(|a, b| {
-            scale_in_order(a)
-                .cmp(&scale_in_order(b))
-                .then(b.name.cmp(&a.name))
-        });
-        for v in victims.into_iter().take(active.len() - group.desired) {
+        let order = |i: &InstanceView| {
+            let retired = failover.retired.contains(&i.name.as_str());
+            (!(i.preferred_victim || retired), i.ready, i.leader)
+        };
+        victims.sort_by(|a, b| order(a).cmp(&order(b)).then(b.name.cmp(&a.name)));
+        for v in victims.into_iter().take(active.len() - desired) {
             actions.push(if group.two_step_scale_in {
                 Action::SetOffline {
                     name: v.name.clone(),
@@ -117,17 +148,25 @@ pub fn plan(
             });
             active.retain(|a| a.name != v.name);
         }
-    } else if active.len() < group.desired {
+    } else if active.len() < desired {
         // Cancelling a removal keeps the store's data; prefer it over a new, empty store.
         leaving.sort_by(|a, b| a.name.cmp(&b.name));
-        for l in leaving.iter().take(group.desired - active.len()) {
+        for l in leaving.iter().take(desired - active.len()) {
             actions.push(Action::SetOffline {
                 name: l.name.clone(),
                 offline: false,
             });
         }
-        let missing =
-            group.desired - active.len() - leaving.len().min(group.desired - active.len());
+        let mut missing = desired - active.len() - leaving.len().min(desired - active.len());
+        // Replacements go where the store they stand in for was.
+        for target in failover.new.iter().take(missing) {
+            actions.push(Action::Create {
+                name: new_name(),
+                topology: target.topology.clone(),
+                replacement_for: Some(target.name.clone()),
+            });
+            missing -= 1;
+        }
         let mut placed: Vec<Option<BTreeMap<String, String>>> = live
             .iter()
             .filter(|i| !i.offline)
@@ -139,6 +178,7 @@ pub fn plan(
             actions.push(Action::Create {
                 name: new_name(),
                 topology,
+                replacement_for: None,
             });
         }
     }
@@ -195,9 +235,58 @@ pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
     })
 }
 
-/// Scale-in preference: the ones users picked, then unhealthy ones, then followers, PD leader last.
-fn scale_in_order(i: &InstanceView) -> (bool, bool, bool) {
-    (!i.preferred_victim, i.ready, i.leader)
+/// What failover asks of the group.
+#[derive(Debug, Default)]
+struct FailoverPlan<'a> {
+    /// Replacements whose store is still Down: they stay, on top of `replicas`.
+    kept: usize,
+    /// Instances Down for longer than the period that need a replacement now.
+    new: Vec<&'a InstanceView>,
+    /// Replacements no longer needed because their store is back: first to leave.
+    retired: Vec<&'a str>,
+    /// Replacements whose store no longer exists: they take its place as regular members.
+    adopted: Vec<&'a str>,
+}
+
+/// Decides replacements: a store Down for longer than the period gets one (at most
+/// `max_replacements` at a time); a replacement is retired (two-step) once the store it stands in
+/// for is Up again. If that store is removed instead, the replacement simply takes its place:
+/// retiring it would only move its data to yet another new store. Replacements are not
+/// themselves replaced.
+fn failover_plan<'a>(group: &GroupView, active: &[&'a InstanceView]) -> FailoverPlan<'a> {
+    let mut plan = FailoverPlan::default();
+    let replacements: Vec<&&InstanceView> = active
+        .iter()
+        .filter(|i| i.replacement_for.is_some())
+        .collect();
+    for r in &replacements {
+        let target = r.replacement_for.as_deref().unwrap_or_default();
+        match active.iter().find(|i| i.name == target) {
+            Some(t) if t.down_since.is_some() => plan.kept += 1,
+            Some(_) => plan.retired.push(&r.name),
+            None => plan.adopted.push(&r.name),
+        }
+    }
+    let Some(f) = group.failover else {
+        return plan;
+    };
+    let mut failed: Vec<&'a InstanceView> = active
+        .iter()
+        .copied()
+        .filter(|i| i.replacement_for.is_none())
+        .filter(|i| i.down_since.is_some_and(|t| group.now - t >= f.period_secs))
+        .filter(|i| {
+            !replacements
+                .iter()
+                .any(|r| r.replacement_for.as_deref() == Some(i.name.as_str()))
+        })
+        .collect();
+    failed.sort_by_key(|i| (i.down_since, i.name.clone()));
+    plan.new = failed
+        .into_iter()
+        .take(f.max_replacements.saturating_sub(plan.kept))
+        .collect();
+    plan
 }
 
 /// Update preference: unhealthy first, PD leader last.
@@ -257,6 +346,8 @@ mod tests {
             topologies: &[],
             two_step_scale_in: true,
             hold_updates: false,
+            failover: None,
+            now: 1000,
         }
     }
 
@@ -272,11 +363,13 @@ mod tests {
             [
                 Action::Create {
                     name: "new-1".into(),
-                    topology: None
+                    topology: None,
+                    replacement_for: None
                 },
                 Action::Create {
                     name: "new-2".into(),
-                    topology: None
+                    topology: None,
+                    replacement_for: None
                 }
             ]
         );
@@ -383,7 +476,8 @@ mod tests {
                 },
                 Action::Create {
                     name: "new-1".into(),
-                    topology: None
+                    topology: None,
+                    replacement_for: None
                 }
             ]
         );
@@ -473,7 +567,8 @@ mod tests {
             actions,
             [Action::Create {
                 name: "new-1".into(),
-                topology: None
+                topology: None,
+                replacement_for: None
             }]
         );
     }
@@ -534,6 +629,94 @@ mod tests {
                 name: "b".into(),
                 offline: true
             }]
+        );
+    }
+
+    fn with_failover(desired: usize, max: usize) -> GroupView<'static> {
+        GroupView {
+            failover: Some(Failover {
+                period_secs: 60,
+                max_replacements: max,
+            }),
+            ..group(desired)
+        }
+    }
+
+    fn down(name: &str, since: i64) -> InstanceView {
+        InstanceView {
+            down_since: Some(since),
+            topology: Some(zone("b")),
+            ..inst(name, "r2", false)
+        }
+    }
+
+    #[test]
+    fn a_store_down_longer_than_the_period_gets_one_replacement_in_its_zone() {
+        let instances = [inst("a", "r2", true), down("b", 1000 - 60), down("c", 990)];
+        assert_eq!(
+            plan(&with_failover(3, 3), &instances, names()),
+            [Action::Create {
+                name: "new-1".into(),
+                topology: Some(zone("b")),
+                replacement_for: Some("b".into()),
+            }]
+        );
+        // Without failover, nothing happens.
+        assert_eq!(plan(&group(3), &instances, names()), []);
+        // Once it exists, it stays and nothing more is created.
+        let r = InstanceView {
+            replacement_for: Some("b".into()),
+            ..inst("r", "r2", true)
+        };
+        let with_r = [
+            instances[0].clone(),
+            instances[1].clone(),
+            instances[2].clone(),
+            r,
+        ];
+        assert_eq!(plan(&with_failover(3, 3), &with_r, names()), []);
+    }
+
+    #[test]
+    fn replacements_are_bounded() {
+        let instances = [down("a", 0), down("b", 0), down("c", 0)];
+        let actions = plan(&with_failover(3, 2), &instances, names());
+        let created: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create {
+                    replacement_for, ..
+                } => replacement_for.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(created, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_replacement_retires_when_its_store_is_back_or_gone() {
+        let r = InstanceView {
+            replacement_for: Some("b".into()),
+            ..inst("r", "r2", true)
+        };
+        let back = [
+            inst("a", "r2", true),
+            inst("b", "r2", true),
+            inst("c", "r2", true),
+            r.clone(),
+        ];
+        let retire = [Action::SetOffline {
+            name: "r".into(),
+            offline: true,
+        }];
+        assert_eq!(plan(&with_failover(3, 3), &back, names()), retire);
+        // Even with failover turned off since.
+        assert_eq!(plan(&group(3), &back, names()), retire);
+        // The failed one was removed: the replacement takes its place, no data moves.
+        let gone = [inst("a", "r2", true), inst("c", "r2", true), r];
+        assert_eq!(
+            plan(&with_failover(3, 3), &gone, names()),
+            [Action::Adopt { name: "r".into() }]
         );
     }
 }

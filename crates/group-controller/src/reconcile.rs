@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -155,6 +155,8 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         topologies,
         two_step_scale_in: G::TWO_STEP_SCALE_IN,
         hold_updates: pd_pending.is_some(),
+        failover: group.failover(),
+        now: now.0.as_second(),
     };
     let actions = plan::plan(&view, &views, || new_instance_name(&name));
 
@@ -186,9 +188,26 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             Action::Create {
                 name: iname,
                 topology,
+                replacement_for,
             } => {
                 let mut obj = group.build_instance(iname, topology.clone(), &initial_members, None);
                 set_revision(&mut obj, &update_revision);
+                if let Some(target) = replacement_for {
+                    obj.meta_mut()
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(api::labels::REPLACEMENT_FOR.to_string(), target.clone());
+                    let note = format!(
+                        "{target} has been Down for longer than the failover period; {iname} replaces it"
+                    );
+                    ctx.event(
+                        group.as_ref(),
+                        EventType::Warning,
+                        "FailoverReplacement",
+                        note,
+                    )
+                    .await;
+                }
                 instances_api
                     .create(
                         &PostParams {
@@ -255,6 +274,22 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                         .await;
                 }
             }
+            Action::Adopt { name: iname } => {
+                // Merge patch: the mark was written at creation, not by server-side apply.
+                let unmark = serde_json::json!({"metadata": {"annotations": {api::labels::REPLACEMENT_FOR: null}}});
+                instances_api
+                    .patch(iname, &PatchParams::default(), &Patch::Merge(&unmark))
+                    .await?;
+                let note =
+                    format!("the store {iname} stood in for is gone; {iname} takes its place");
+                ctx.event(
+                    group.as_ref(),
+                    EventType::Normal,
+                    "FailoverReplacementAdopted",
+                    note,
+                )
+                .await;
+            }
             Action::Delete { name: iname } => {
                 instances_api
                     .delete(iname, &DeleteParams::default())
@@ -296,14 +331,18 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let settled = crate::conditions_ready(&status) && actions.is_empty();
     ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
     // Instance changes wake us through the owner watch; the timer is a safety net.
+    // Failover periods end without any event: while a store is Down, look again soon.
+    let failover_pending = view.failover.is_some() && views.iter().any(|v| v.down_since.is_some());
     // PDGroups are not watched here: while TiKV waits for PD, look again soon.
-    Ok(Requeue::requeue(Duration::from_secs(if held {
-        2
-    } else if settled {
-        300
-    } else {
-        15
-    })))
+    Ok(Requeue::requeue(Duration::from_secs(
+        if held || failover_pending {
+            2
+        } else if settled {
+            300
+        } else {
+            15
+        },
+    )))
 }
 
 fn set_revision<K: Resource>(obj: &mut K, revision: &str) {

@@ -464,6 +464,7 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         }
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
+    conditions.push(status::store_down(store.as_ref()));
     conditions.push(status::tikv_ready(
         observed.as_ref().and_then(|o| o.pod.as_ref()),
         store.as_ref(),

@@ -1,7 +1,7 @@
 //! Pure status computation of an instance from its pod and what PD reports.
 
 use k8s_openapi::api::core::v1::Pod;
-use operator_runtime::conditions::NewCondition;
+use operator_runtime::conditions::{self, NewCondition};
 
 /// What PD says about a PD member.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,6 +84,25 @@ pub fn tikv_ready(pod: Option<&Pod>, store: Option<&StoreInfo>) -> NewCondition 
             false,
             format!("Store{}", s.state),
             format!("store {} is {}", s.id, s.state),
+        ),
+    }
+}
+
+/// `StoreDown`: PD reports the store Down (no heartbeat for longer than its
+/// `max-store-down-time`). Its lastTransitionTime is when the failover period starts.
+pub fn store_down(store: Option<&StoreInfo>) -> NewCondition {
+    match store {
+        None => NewCondition {
+            type_: "StoreDown",
+            status: conditions::UNKNOWN,
+            reason: "NoStore".into(),
+            message: "PD does not know the store".into(),
+        },
+        Some(s) => NewCondition::new(
+            "StoreDown",
+            s.state == "Down",
+            if s.state == "Down" { "Down" } else { "NotDown" },
+            format!("PD reports store {} as {}", s.id, s.state),
         ),
     }
 }

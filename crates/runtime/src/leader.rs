@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Leader-election settings.
 #[derive(Clone, Debug)]
@@ -54,9 +55,10 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
         .as_ref()
         .or(spec.acquire_time.as_ref())
         .map(|t| t.0);
-    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+    // In microseconds, as stored: whole seconds would expire a lease up to 1 s early.
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15)) * 1_000_000;
     match renewed {
-        Some(t) if t.as_second() + duration > now.as_second() => Decision::Wait,
+        Some(t) if t.as_microsecond() + duration > now.as_microsecond() => Decision::Wait,
         _ => Decision::Acquire,
     }
 }
@@ -117,24 +119,38 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, ku
 }
 
 /// Runs the election in the background. The receiver turns true when we lead and false when we
-/// lose the lease, including when we could not renew it for a whole lease duration.
+/// lose the lease, including when we could not renew it for a whole lease duration: we step down
+/// when our last renewal expires even if the API server does not answer. Dropping the receiver
+/// stops the candidate; it does not release the lease, which others take once it expires.
 pub fn spawn(client: Client, cfg: LeaseConfig) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     tokio::spawn(async move {
-        let mut last_success = tokio::time::Instant::now();
+        // While we lead, when our last renewal expires, counted from before its request, so no
+        // later than its renewTime plus the lease duration, which is what the others go by.
+        let mut valid_until: Option<Instant> = None;
         loop {
-            let leading = match try_acquire(&api, &cfg).await {
-                Ok(held) => {
-                    last_success = tokio::time::Instant::now();
-                    held
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, lease = %cfg.name, "leader election: cannot reach the API server");
-                    // Keep leading only while our last renewal is still valid.
-                    *tx.borrow() && last_success.elapsed() < cfg.lease_duration
-                }
+            let started = Instant::now();
+            let attempt = try_acquire(&api, &cfg);
+            // A request that hangs must not keep us leading past our lease.
+            let result = match valid_until {
+                Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
+                None => Some(attempt.await),
             };
+            match result {
+                Some(Ok(held)) => valid_until = held.then(|| started + cfg.lease_duration),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, lease = %cfg.name, "leader election: cannot reach the API server");
+                }
+                None => {
+                    tracing::warn!(lease = %cfg.name, "leader election: the API server did not answer before our lease expired");
+                }
+            }
+            // Keep leading only while our last renewal is still valid.
+            let leading = valid_until.is_some_and(|until| Instant::now() < until);
+            if !leading {
+                valid_until = None;
+            }
             if *tx.borrow() != leading {
                 tracing::info!(lease = %cfg.name, identity = %cfg.identity, leading, "leader election changed");
             }
@@ -146,7 +162,15 @@ pub fn spawn(client: Client, cfg: LeaseConfig) -> watch::Receiver<bool> {
             } else {
                 cfg.renew_every.min(Duration::from_secs(2))
             };
-            tokio::time::sleep(wait).await;
+            // Wake by the end of our lease at the latest, to step down on time.
+            let wake = valid_until.map_or(Instant::now() + wait, |until| {
+                until.min(Instant::now() + wait)
+            });
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                // Stopped: no more writes to the lease.
+                () = tx.closed() => return,
+            }
         }
     });
     rx
@@ -174,6 +198,10 @@ mod tests {
             Decision::Renew
         );
         assert_eq!(decide(Some(&lease("b", 990, 15)), "a", now), Decision::Wait);
+        // Sub-second precision: renewed at 985.5, valid until 1000.5.
+        let mut half = lease("b", 985, 15);
+        half.renew_time = Some(MicroTime(Timestamp::from_millisecond(985_500).unwrap()));
+        assert_eq!(decide(Some(&half), "a", now), Decision::Wait);
         assert_eq!(
             decide(Some(&lease("b", 980, 15)), "a", now),
             Decision::Acquire
