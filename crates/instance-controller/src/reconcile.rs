@@ -270,6 +270,20 @@ pub async fn write_status<K: InstanceKind>(
     new.push(synced);
     let generation = obj.meta().generation;
     let pod = observed.and_then(|o| o.pod.as_ref());
+    // A pod that cannot run (image, version, command) is the user's to fix: say it once.
+    if let Some((reason, message)) = status::pod_problem(pod) {
+        let known =
+            conditions::find(&current_conditions(obj), "Ready").is_some_and(|c| c.reason == reason);
+        if !known {
+            ctx.event(
+                obj,
+                EventType::Warning,
+                "PodCannotRun",
+                format!("{reason}: {message}"),
+            )
+            .await;
+        }
+    }
     {
         let common = K::common(&mut st);
         common.observed_generation = generation;

@@ -36,15 +36,52 @@ pub fn pod_ready(pod: Option<&Pod>) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Ready condition of a PD member.
-pub fn pd_ready(pod: Option<&Pod>, member: Option<&MemberInfo>) -> NewCondition {
-    match (pod_ready(pod), member) {
-        (false, _) => NewCondition::new(
+/// Waiting reasons that mean the container cannot run as specified (wrong image or version,
+/// bad command) rather than that it is still starting.
+const POD_PROBLEMS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why the pod's container cannot run, as the kubelet reports it: (reason, message).
+pub fn pod_problem(pod: Option<&Pod>) -> Option<(String, String)> {
+    let statuses = pod?.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        let w = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = w.reason.as_deref().filter(|r| POD_PROBLEMS.contains(r))?;
+        let message = format!(
+            "container {} ({}): {}",
+            c.name,
+            c.image,
+            w.message.as_deref().unwrap_or(reason)
+        );
+        Some((reason.to_string(), message))
+    })
+}
+
+/// Ready=False because of the pod: its container's own reason when it cannot run, else a
+/// generic not-ready.
+fn pod_not_ready(pod: Option<&Pod>) -> NewCondition {
+    match pod_problem(pod) {
+        Some((reason, message)) => NewCondition::new("Ready", false, reason, message),
+        None => NewCondition::new(
             "Ready",
             false,
             "PodNotReady",
             "the pod is not running or not ready",
         ),
+    }
+}
+
+/// Ready condition of a PD member.
+pub fn pd_ready(pod: Option<&Pod>, member: Option<&MemberInfo>) -> NewCondition {
+    match (pod_ready(pod), member) {
+        (false, _) => pod_not_ready(pod),
         (true, None) => NewCondition::new(
             "Ready",
             false,
@@ -64,12 +101,7 @@ pub fn pd_ready(pod: Option<&Pod>, member: Option<&MemberInfo>) -> NewCondition 
 /// Ready condition of a TiKV store.
 pub fn tikv_ready(pod: Option<&Pod>, store: Option<&StoreInfo>) -> NewCondition {
     match (pod_ready(pod), store) {
-        (false, _) => NewCondition::new(
-            "Ready",
-            false,
-            "PodNotReady",
-            "the pod is not running or not ready",
-        ),
+        (false, _) => pod_not_ready(pod),
         (true, None) => NewCondition::new(
             "Ready",
             false,
@@ -173,5 +205,40 @@ mod tests {
             "Unhealthy"
         );
         assert_eq!(pd_ready(Some(&pod(true)), None).reason, "NotMember");
+    }
+
+    #[test]
+    fn a_pod_that_cannot_run_says_why() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "status": {"containerStatuses": [{
+                "name": "tikv", "image": "pingcap/tikv:v99.0.0", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "no such version"}}
+            }]}
+        }))
+        .unwrap();
+        let c = tikv_ready(Some(&p), None);
+        assert_eq!((c.status, c.reason.as_str()), ("False", "ErrImagePull"));
+        assert_eq!(
+            c.message,
+            "container tikv (pingcap/tikv:v99.0.0): no such version"
+        );
+        // Still starting is not a problem.
+        let mut starting = p.clone();
+        starting
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .state
+            .as_mut()
+            .unwrap()
+            .waiting
+            .as_mut()
+            .unwrap()
+            .reason = Some("ContainerCreating".into());
+        assert_eq!(pd_ready(Some(&starting), None).reason, "PodNotReady");
     }
 }

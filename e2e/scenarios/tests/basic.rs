@@ -1,5 +1,7 @@
 //! examples/basic end to end: Ready, checked against PD itself; scale out PD and TiKV; a deleted
-//! TiKV pod comes back as the same store.
+//! TiKV pod comes back as the same store; PD scales in keeping its leader; an image that cannot
+//! run stops the rollout at the first store with a clear condition and Event, and fixing it
+//! recovers.
 
 use api::v1alpha1::{Cluster, PDGroup, TiKV, TiKVGroup};
 use k8s_openapi::api::core::v1::Pod;
@@ -123,5 +125,98 @@ async fn basic_cluster_ready_scale_out_and_pod_recreation() {
         5,
         "no new store was registered for the recreated pod"
     );
+
+    // PD 5 -> 3: followers leave PD first; the leader stays.
+    let leader = pd.leader().await.unwrap().name;
+    let three = serde_json::json!({"spec": {"replicas": 3}});
+    env.api::<PDGroup>()
+        .patch("basic-pd", &PatchParams::default(), &Patch::Merge(&three))
+        .await
+        .unwrap();
+    wait_for(120, "3 PD members, PD objects and pods", || async {
+        let members = pd.members().await.ok()?.members;
+        let objects = env
+            .api::<api::v1alpha1::PD>()
+            .list(&Default::default())
+            .await
+            .ok()?;
+        (members.len() == 3 && objects.items.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        pd.leader().await.unwrap().name,
+        leader,
+        "the PD leader was kept"
+    );
+
+    // An image that cannot run: the rollout stops at the first store and says why.
+    let bad = serde_json::json!({"spec": {"template": {"spec": {"image": "pingcap/tikv-typo"}}}});
+    env.api::<TiKVGroup>()
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&bad))
+        .await
+        .unwrap();
+    let broken = wait_for(120, "a TiKV reporting ErrImagePull", || async {
+        env.api::<TiKV>()
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    conditions::find(&s.common.conditions, "Ready").is_some_and(|c| {
+                        c.reason == "ErrImagePull" && c.message.contains("tikv-typo")
+                    })
+                })
+            })
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let pods = env
+        .api::<Pod>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let typo = pods
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| {
+                s.containers
+                    .iter()
+                    .any(|c| c.image.as_deref().is_some_and(|i| i.contains("typo")))
+            })
+        })
+        .count();
+    assert_eq!(typo, 1, "the rollout stopped at the first store");
+    let events = env
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("PodCannotRun")
+                && e.involved_object.name.as_deref() == Some(broken.name_any().as_str()))
+    );
+    let fixed = serde_json::json!({"spec": {"template": {"spec": {"image": "pingcap/tikv"}}}});
+    env.api::<TiKVGroup>()
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .unwrap();
+    wait_for(120, "Cluster Ready again with 5 Up stores", || async {
+        let up = pd
+            .stores()
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|s| s.store.state_name.as_str() == "Up")
+            .count();
+        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
+        (up == 5 && conditions::is_true(&s.conditions, "Ready")).then_some(())
+    })
+    .await;
     env.stop().await;
 }
