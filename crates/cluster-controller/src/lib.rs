@@ -6,7 +6,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
+use api::v1alpha1::{Cluster, PDGroup, ReplicationStatus, TiKVGroup};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -131,12 +131,25 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     });
     // The id is fixed for the life of the cluster: ask PD only until we know it.
     let known = cluster.status.as_ref().and_then(|s| s.id.clone());
-    let id = match (&known, &pd_url) {
-        (None, Some(url)) => match pdclient::PdClient::new(vec![url.clone()]) {
-            Ok(c) => c.cluster().await.ok().map(|c| c.id),
-            Err(_) => None,
-        },
+    let client = pd_url
+        .as_ref()
+        .and_then(|url| pdclient::PdClient::new(vec![url.clone()]).ok());
+    let id = match (&known, &client) {
+        (None, Some(c)) => c.cluster().await.ok().map(|c| c.id),
         _ => None,
+    };
+    // PD's placement settings can change any time (pd-ctl); unknown while PD cannot answer.
+    let replication = match &client {
+        Some(c) => c
+            .replication_config()
+            .await
+            .ok()
+            .map(|r| ReplicationStatus {
+                max_replicas: r.max_replicas as i64,
+                location_labels: r.location_labels,
+                isolation_level: r.isolation_level,
+            }),
+        None => None,
     };
     let mut groups: Vec<GroupSummary> = pdgs
         .iter()
@@ -161,6 +174,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             .as_ref()
             .is_some_and(|s| s.suspend_compute),
         generation: cluster.metadata.generation,
+        replication,
     };
     let status = status::compute(
         cluster.status.as_ref(),

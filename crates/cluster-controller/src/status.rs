@@ -26,6 +26,8 @@ pub struct ClusterFacts {
     pub paused: bool,
     /// `spec.suspendAction.suspendCompute`.
     pub suspend_compute: bool,
+    /// PD's placement settings, when PD answered.
+    pub replication: Option<api::v1alpha1::ReplicationStatus>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
 }
@@ -134,6 +136,10 @@ pub fn compute(
         pd: facts.pd_url.clone(),
         id,
         components,
+        replication: facts
+            .replication
+            .clone()
+            .or_else(|| old.and_then(|o| o.replication.clone())),
     }
 }
 

@@ -1,9 +1,9 @@
 //! What a group does next, decided from what exists: create, update, take offline, delete.
 //! Pure: the reconcile loop observes, calls [`plan`], and applies the actions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use api::v1alpha1::{PDGroup, WeightedTopology};
+use api::v1alpha1::{PDGroup, ReplicationStatus, WeightedTopology};
 use operator_runtime::conditions;
 
 /// What the planner needs to know about one instance.
@@ -50,6 +50,8 @@ pub struct GroupView<'a> {
     pub hold_updates: bool,
     /// Replace Down stores (TiKV, opt-in).
     pub failover: Option<Failover>,
+    /// Restart all outdated instances of one zone together (`ZoneByZone`, found safe).
+    pub zone_by_zone: bool,
     /// Now, in unix seconds (for failover periods).
     pub now: i64,
 }
@@ -191,6 +193,28 @@ pub fn plan(
         .iter()
         .filter(|i| i.revision.as_deref() != Some(group.update_revision))
         .collect();
+    if group.zone_by_zone {
+        // The zone already disrupted (restarting, or down) goes first and alone; never two.
+        let busy: BTreeSet<&str> = active
+            .iter()
+            .filter(|i| !i.ready)
+            .filter_map(|i| zone_of(i))
+            .collect();
+        let target = match busy.len() {
+            0 => outdated.iter().filter_map(|i| zone_of(i)).min(),
+            1 => busy.first().copied(),
+            _ => None,
+        };
+        for i in outdated
+            .iter()
+            .filter(|i| target.is_some() && zone_of(i) == target)
+        {
+            actions.push(Action::Update {
+                name: i.name.clone(),
+            });
+        }
+        return actions;
+    }
     // Instances already down cost no availability to update; the rest share the budget.
     let unavailable = active.iter().filter(|i| !i.ready).count();
     let mut budget = group.max_unavailable.saturating_sub(unavailable);
@@ -232,6 +256,50 @@ pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
                 g.metadata.name.as_deref().unwrap_or_default()
             )
         })
+    })
+}
+
+/// Node label of an instance's zone.
+pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+fn zone_of(i: &InstanceView) -> Option<&str> {
+    i.topology.as_ref()?.get(ZONE_KEY).map(String::as_str)
+}
+
+/// Why restarting a whole zone at once could lose a region's quorum; `None` when it cannot:
+/// PD isolates replicas by zone (a `zone` location label), every instance is pinned to a zone,
+/// and there are at least as many zones as replicas, so no region has two replicas in one zone.
+pub fn zone_by_zone_unsafe(
+    replication: Option<&ReplicationStatus>,
+    instances: &[InstanceView],
+) -> Option<String> {
+    let Some(r) = replication else {
+        return Some("PD's placement settings are not known yet".into());
+    };
+    if !r.location_labels.iter().any(|l| l == "zone") {
+        return Some(format!(
+            "PD's location-labels {:?} do not include zone",
+            r.location_labels
+        ));
+    }
+    let mut zones = BTreeSet::new();
+    for i in instances.iter().filter(|i| !i.deleting && !i.offline) {
+        match zone_of(i) {
+            Some(z) => zones.insert(z),
+            None => {
+                return Some(format!(
+                    "{} is not pinned to a zone (spread the group over zones in schedulePolicy)",
+                    i.name
+                ));
+            }
+        };
+    }
+    (i64::try_from(zones.len()).unwrap_or(0) < r.max_replicas).then(|| {
+        format!(
+            "{} zones for {} replicas: a region could have two replicas in one zone",
+            zones.len(),
+            r.max_replicas
+        )
     })
 }
 
@@ -347,6 +415,7 @@ mod tests {
             two_step_scale_in: true,
             hold_updates: false,
             failover: None,
+            zone_by_zone: false,
             now: 1000,
         }
     }
@@ -718,5 +787,78 @@ mod tests {
             plan(&with_failover(3, 3), &gone, names()),
             [Action::Adopt { name: "r".into() }]
         );
+    }
+
+    fn in_zone(name: &str, rev: &str, ready: bool, z: &str) -> InstanceView {
+        InstanceView {
+            topology: Some(zone(z)),
+            ..inst(name, rev, ready)
+        }
+    }
+
+    #[test]
+    fn zone_by_zone_updates_one_whole_zone_and_never_two() {
+        let g = GroupView {
+            zone_by_zone: true,
+            ..group(6)
+        };
+        let all_old: Vec<InstanceView> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|z| {
+                [
+                    in_zone(&format!("{z}1"), "r1", true, z),
+                    in_zone(&format!("{z}2"), "r1", true, z),
+                ]
+            })
+            .collect();
+        let update = |names: &[&str]| -> Vec<Action> {
+            names
+                .iter()
+                .map(|n| Action::Update {
+                    name: n.to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(plan(&g, &all_old, names()), update(&["a1", "a2"]));
+        // Zone a is restarting: nothing else starts, even where it could.
+        let mut busy = all_old.clone();
+        busy[0] = in_zone("a1", "r2", false, "a");
+        assert_eq!(plan(&g, &busy, names()), update(&["a2"]));
+        // A store down in zone c makes c the zone to update first.
+        let mut down_c = all_old.clone();
+        down_c[4].ready = false;
+        assert_eq!(plan(&g, &down_c, names()), update(&["c1", "c2"]));
+        // Two zones disrupted: wait.
+        let mut two = busy.clone();
+        two[4].ready = false;
+        assert_eq!(plan(&g, &two, names()), []);
+    }
+
+    #[test]
+    fn zone_by_zone_needs_pd_isolation_by_zone() {
+        let r = |labels: &[&str], replicas: i64| ReplicationStatus {
+            max_replicas: replicas,
+            location_labels: labels.iter().map(|l| l.to_string()).collect(),
+            isolation_level: String::new(),
+        };
+        let three = [
+            in_zone("x", "r", true, "a"),
+            in_zone("y", "r", true, "b"),
+            in_zone("z", "r", true, "c"),
+        ];
+        assert_eq!(
+            zone_by_zone_unsafe(Some(&r(&["zone", "host"], 3)), &three),
+            None
+        );
+        for (rep, inst) in [
+            (None, &three[..]),
+            (Some(r(&["host"], 3)), &three[..]),
+            (Some(r(&["zone"], 3)), &three[..2]),
+        ] {
+            assert!(zone_by_zone_unsafe(rep.as_ref(), inst).is_some());
+        }
+        let unpinned = [three[0].clone(), inst("w", "r", true)];
+        let why = zone_by_zone_unsafe(Some(&r(&["zone"], 1)), &unpinned).unwrap();
+        assert!(why.contains("w is not pinned"), "{why}");
     }
 }

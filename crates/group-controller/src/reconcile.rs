@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::v1alpha1::{Cluster, PDGroup, UpgradePolicy};
+use api::v1alpha1::{Cluster, PDGroup, UpdateMode, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -146,6 +146,15 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     } else {
         None
     };
+    // ZoneByZone only where restarting a whole zone cannot cost a region its quorum.
+    let zone_mode = (G::COMPONENT == "tikv"
+        && group.update_policy().mode == UpdateMode::ZoneByZone)
+        .then(|| {
+            plan::zone_by_zone_unsafe(
+                cluster.status.as_ref().and_then(|s| s.replication.as_ref()),
+                &views,
+            )
+        });
     let view = GroupView {
         desired: usize::try_from(group.replicas()).unwrap_or(0),
         update_revision: &update_revision,
@@ -156,6 +165,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         two_step_scale_in: G::TWO_STEP_SCALE_IN,
         hold_updates: pd_pending.is_some(),
         failover: group.failover(),
+        zone_by_zone: matches!(zone_mode, Some(None)),
         now: now.0.as_second(),
     };
     let actions = plan::plan(&view, &views, || new_instance_name(&name));
@@ -327,7 +337,42 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         }
         None => NewCondition::new("Synced", true, "Synced", ""),
     };
-    let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
+    let mut status = build::status(
+        group.as_ref(),
+        &views,
+        &update_revision,
+        synced,
+        now.clone(),
+    );
+    if let Some(unsafe_why) = zone_mode {
+        let c = match unsafe_why {
+            None => NewCondition::new(
+                "ZoneByZone",
+                true,
+                "Safe",
+                "stores restart a zone at a time",
+            ),
+            Some(why) => {
+                let first = group.status().is_none_or(|s| {
+                    operator_runtime::conditions::find(&s.conditions, "ZoneByZone")
+                        .is_none_or(|c| c.reason != "Unsafe")
+                });
+                if first {
+                    let note =
+                        format!("ZoneByZone is not safe, restarting one store at a time: {why}");
+                    ctx.event(group.as_ref(), EventType::Warning, "ZoneByZoneUnsafe", note)
+                        .await;
+                }
+                NewCondition::new("ZoneByZone", false, "Unsafe", why)
+            }
+        };
+        status.conditions = operator_runtime::conditions::merge(
+            &status.conditions,
+            &[c],
+            group.meta().generation,
+            now,
+        );
+    }
     let settled = crate::conditions_ready(&status) && actions.is_empty();
     ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
     // Instance changes wake us through the owner watch; the timer is a safety net.

@@ -1,5 +1,7 @@
 //! The PD- and TiKV-specific parts of the pod: program, flags, ports, probes.
 
+use std::collections::BTreeMap;
+
 use api::v1alpha1::{PD, TiKV};
 use kube::{Resource, ResourceExt};
 
@@ -64,12 +66,31 @@ pub fn tikv_command(tikv: &TiKV, namespace: &str, data_dir: &str, pd_url: &str) 
         format!("--data-dir={data_dir}"),
         format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
     ];
-    let labels = &tikv.spec.template.server.labels;
+    let labels = store_labels(tikv);
     if !labels.is_empty() {
         let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         args.push(format!("--labels={}", l.join(",")));
     }
     args
+}
+
+/// The store labels PD sees: `zone`, `region` and `host` from the node topology the store is
+/// pinned to (what PD's location labels isolate replicas by), plus the user's own labels.
+pub fn store_labels(tikv: &TiKV) -> BTreeMap<String, String> {
+    const FROM_TOPOLOGY: [(&str, &str); 3] = [
+        ("topology.kubernetes.io/zone", "zone"),
+        ("topology.kubernetes.io/region", "region"),
+        ("kubernetes.io/hostname", "host"),
+    ];
+    let mut labels = tikv.spec.template.server.labels.clone();
+    if let Some(topology) = &tikv.spec.topology {
+        for (node_label, store_label) in FROM_TOPOLOGY {
+            if let Some(v) = topology.get(node_label) {
+                labels.insert(store_label.to_string(), v.clone());
+            }
+        }
+    }
+    labels
 }
 
 /// The advertised client address of a store, as PD records it.

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use operator_runtime::conditions::{self, NewCondition};
 
-use crate::component::tikv_address;
+use crate::component::{store_labels, tikv_address};
 use crate::evict::{self, Step, WaitReason};
 use crate::kind::{InstanceKind, group_of, pd_service_url, revision_of};
 use crate::pd::Pd;
@@ -221,21 +221,27 @@ async fn transfer_leader(pd: &PD, ctx: &Context, client: &Pd, to: &str) -> Resul
     Ok(())
 }
 
-/// The group's leader-eviction timeout (10 minutes when the group cannot be read).
-async fn eviction_timeout(tikv: &TiKV, ctx: &Context) -> Result<Duration, Error> {
+/// What a store's restart needs from its group: the leader-eviction timeout (10 minutes when the
+/// group cannot be read), and whether the group restarts whole zones together (its `ZoneByZone`
+/// condition, set only when that is safe).
+async fn restart_policy(tikv: &TiKV, ctx: &Context) -> Result<(Duration, bool), Error> {
     let default = Duration::from_secs(600);
     let Some(group) = group_of(tikv) else {
-        return Ok(default);
+        return Ok((default, false));
     };
     let api: Api<TiKVGroup> = Api::namespaced(
         ctx.client.clone(),
         &tikv.namespace().ok_or(Error::NoNamespace)?,
     );
-    Ok(api
-        .get_opt(&group)
-        .await?
+    let g = api.get_opt(&group).await?;
+    let timeout = g
+        .as_ref()
         .and_then(|g| api::duration::parse(&g.spec.update_policy.leader_eviction_timeout))
-        .unwrap_or(default))
+        .unwrap_or(default);
+    let zone_by_zone = g
+        .and_then(|g| g.status)
+        .is_some_and(|s| conditions::is_true(&s.conditions, "ZoneByZone"));
+    Ok((timeout, zone_by_zone))
 }
 
 /// How long the LeadersEvicted condition has been False (the eviction has been running).
@@ -299,11 +305,18 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
             Some(s) => c.evicting(s.id).await?,
             None => false,
         };
-        let down = if must_restart && evicting {
+        let (timeout, zone_by_zone) = restart_policy(&tikv, &ctx).await?;
+        let mut down = if must_restart && evicting {
             c.stores_with_down_peers().await?
         } else {
             Vec::new()
         };
+        // Zone at a time: every region has at most one replica in this zone, so the zone's
+        // other stores restarting alongside cost no region its quorum.
+        if zone_by_zone && let Some(zone) = store_labels(&tikv).get("zone") {
+            let same_zone = c.stores_in_zone(zone).await?;
+            down.retain(|s| !same_zone.contains(s));
+        }
         let other_targets = match &store {
             Some(s) if must_restart && suspending => c.eviction_targets(s.id).await?,
             _ => 0,
@@ -313,7 +326,7 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
             store: store.as_ref(),
             evicting,
             evicting_for: evicting_for(&tikv),
-            timeout: eviction_timeout(&tikv, &ctx).await?,
+            timeout,
             stores_with_down_peers: &down,
             pod_current_and_ready: status::pod_ready(pod.as_ref())
                 && pod.as_ref().and_then(revision_of) == revision_of(tikv.as_ref()),

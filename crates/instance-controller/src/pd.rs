@@ -112,6 +112,23 @@ impl Pd {
             .count())
     }
 
+    /// Stores whose `zone` label is `zone`.
+    pub async fn stores_in_zone(&self, zone: &str) -> Result<Vec<u64>, pdclient::Error> {
+        Ok(self
+            .0
+            .stores()
+            .await?
+            .iter()
+            .filter(|s| {
+                s.store
+                    .labels
+                    .iter()
+                    .any(|l| l.key == "zone" && l.value == zone)
+            })
+            .map(|s| s.store.id)
+            .collect())
+    }
+
     /// Stores that hold a peer PD reports down, in some region.
     pub async fn stores_with_down_peers(&self) -> Result<Vec<u64>, pdclient::Error> {
         let mut stores: Vec<u64> = self

@@ -86,6 +86,23 @@ pub struct ClusterStatus {
     /// Replica counts per component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,
+    /// How PD places region replicas, as PD reports it (what zone-at-a-time updates rely on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// PD's replica placement settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationStatus {
+    /// Replicas of every region (`max-replicas`).
+    pub max_replicas: i64,
+    /// Store label keys replicas are spread over, widest first (`location-labels`).
+    #[serde(default)]
+    pub location_labels: Vec<String>,
+    /// The label key replicas must be isolated by; empty when none (`isolation-level`).
+    #[serde(default)]
+    pub isolation_level: String,
 }
 
 /// Replica counts of one component over all its groups.
