@@ -357,15 +357,16 @@ mod tests {
     }
 
     #[test]
-    fn free_ports_are_distinct_and_bindable() {
+    fn free_ports_are_distinct() {
+        // Whether a port is still free when bound later is a race with every process on the
+        // machine (outgoing connections take ephemeral ports too), so only distinctness is
+        // promised; servers that lose the race fail with a clear bind error.
         let ports = free_ports(5).unwrap();
         let mut unique = ports.clone();
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), 5);
-        for p in ports {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, p)).unwrap();
-        }
+        assert!(ports.iter().all(|p| *p != 0));
     }
 
     #[test]
