@@ -116,8 +116,11 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     let members = match client.members().await {
         Ok(m) => Some(m),
         // A PD that cannot answer is no reason to keep a broken member's pod; it is for a
-        // healthy one, whose restart could be what loses the quorum.
-        Err(e) if restart && status::pod_ready(pod.as_ref()) => return Err(e.into()),
+        // healthy one, whose restart could be what loses the quorum. Not when suspending: the
+        // last members stop after PD has lost its quorum.
+        Err(e) if restart && !suspending && status::pod_ready(pod.as_ref()) => {
+            return Err(e.into());
+        }
         Err(e) => {
             tracing::debug!(error = %e, member = %name, "cannot ask PD about its members");
             None
@@ -139,7 +142,21 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
             .await?
             .items
             .len();
-        may_restart = tikv_pods == 0;
+        // Also every store must have seen the suspension, so that no TiKV pod is about to be
+        // (re)created while PD goes.
+        let unsuspended = Api::<TiKV>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().is_none_or(|s| {
+                    conditions::find(&s.common.conditions, "Synced")
+                        .is_none_or(|c| c.reason != "Suspended")
+                })
+            })
+            .count();
+        may_restart = tikv_pods == 0 && unsuspended == 0;
         conditions.push(NewCondition::new(
             "RestartSafe",
             may_restart,
@@ -287,7 +304,8 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     let store = match &client {
         Some(c) => match c.store_by_address(&address).await {
             Ok(s) => s,
-            Err(e) if leaving || must_restart => return Err(e.into()),
+            // Suspending stops every store anyway: without PD there is nothing to evict.
+            Err(e) if leaving || (must_restart && !suspending) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, store = %address, "cannot ask PD about the store");
                 None
@@ -347,7 +365,18 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
             }
             Step::Restart { timed_out } => {
                 may_restart = true;
-                if *timed_out {
+                if *timed_out && suspending {
+                    let note = format!(
+                        "store {id} stops with {leaders} leaders: the cluster is suspending and no store is left to take them"
+                    );
+                    ctx.event(
+                        tikv.as_ref(),
+                        EventType::Normal,
+                        "StoppingWithLeaders",
+                        note,
+                    )
+                    .await;
+                } else if *timed_out {
                     let note = format!(
                         "store {id} still has {leaders} leaders after {:?}; restarting anyway",
                         facts.timeout
