@@ -127,7 +127,8 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     };
     let mut conditions = Vec::new();
-    let mut may_restart = true;
+    // Only the pod seen above may be deleted, and only once the checks below allow it.
+    let mut may_restart = false;
     if restart && suspending {
         // The whole cluster stops, so quorum cannot be kept; PD goes last, as TiKV stores
         // need it to evict their leaders.
@@ -196,6 +197,15 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
                 NewCondition::new("RestartSafe", false, "WouldLoseQuorum", why)
             }
         });
+    } else if restart {
+        // PD cannot answer and this member's pod is not ready (see above): it is down already.
+        may_restart = true;
+        conditions.push(NewCondition::new(
+            "RestartSafe",
+            true,
+            "MemberDown",
+            "PD cannot answer and this member is not ready",
+        ));
     } else {
         conditions.push(NewCondition {
             type_: "RestartSafe",

@@ -212,7 +212,9 @@ async fn stores_register_restart_and_drain_leaders() {
 async fn killed_store_goes_disconnected_then_down_and_recovers() {
     let (mut pd, client) = start(1, 3).await;
     let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
-    wait_replicated(&client, &ids, 3, 48).await;
+    // The number of regions, counted once replication settled: a live store's own region count
+    // can include replicas PD is still removing, so it is not the number to compare with.
+    let regions = wait_replicated(&client, &ids, 3, 48).await;
     let dead = ids[0];
     pd.store_mut(0).kill();
 
@@ -227,13 +229,10 @@ async fn killed_store_goes_disconnected_then_down_and_recovers() {
                 .filter_map(|id| find(&stores, *id))
                 .map(|s| s.status.leader_count)
                 .sum();
-            let total = find(&stores, ids[1])
-                .map(|s| s.status.region_count)
-                .unwrap_or(0);
-            if led == total {
+            if led >= regions {
                 Ok(())
             } else {
-                Err(format!("{led} of {total} regions led by live stores"))
+                Err(format!("{led} of {regions} regions led by live stores"))
             }
         },
     )
