@@ -100,7 +100,7 @@ async fn run(i: usize, verbose: bool) -> Summary {
     let observer = Observer::start(&env, CLUSTER).await;
     let t0 = Instant::now();
     let applied = env.apply_example(CLUSTER).await;
-    common::wait_cluster_ready(&env, CLUSTER, 300).await;
+    env.wait_cluster_ready(CLUSTER, 300).await;
     // The watcher may see Ready a moment after the poll above did.
     let log = observer.log.clone();
     common::poll(5, || async {

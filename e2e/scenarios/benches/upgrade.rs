@@ -159,7 +159,7 @@ async fn wait_settled(pd: &pdclient::PdClient, n: usize) {
 async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     let env = e2e::Env::start(&format!("bench-upgrade-{n}")).await;
     env.apply_example(CLUSTER).await;
-    common::wait_cluster_ready(&env, CLUSTER, 300).await;
+    env.wait_cluster_ready(CLUSTER, 300).await;
     let pd = env.pd(CLUSTER).await;
     if n != 3 {
         let started = Instant::now();
@@ -170,13 +170,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
             600,
             &format!("{n} Up stores, group and Cluster Ready"),
             || async {
-                let up = pd
-                    .stores()
-                    .await
-                    .ok()?
-                    .iter()
-                    .filter(|s| s.store.state_name.as_str() == "Up")
-                    .count();
+                let up = e2e::up_stores(&pd, None).await?;
                 let g = env.api::<TiKVGroup>().get(GROUP).await.ok()?.status?;
                 let c = env.api::<Cluster>().get(CLUSTER).await.ok()?.status?;
                 (up == n
@@ -254,13 +248,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     let to_plain = TO.trim_start_matches('v');
     let polled_end = common::poll(1200, || async {
         let g = env.api::<TiKVGroup>().get(GROUP).await.ok()?.status?;
-        let upgraded = pd
-            .stores()
-            .await
-            .ok()?
-            .iter()
-            .filter(|s| s.store.state_name.as_str() == "Up" && s.store.version == to_plain)
-            .count();
+        let upgraded = e2e::up_stores(&pd, Some(to_plain)).await?;
         (upgraded == n
             && g.replicas as usize == n
             && g.updated_replicas as usize == n

@@ -108,6 +108,15 @@ impl Env {
         pdclient::PdClient::new([url]).unwrap()
     }
 
+    /// Waits up to `secs` for Cluster `name` to report Ready (panics after).
+    pub async fn wait_cluster_ready(&self, name: &str, secs: u64) {
+        testenv::wait_for(secs, &format!("Cluster {name} Ready"), || async {
+            let s = self.api::<Cluster>().get(name).await.ok()?.status?;
+            operator_runtime::conditions::is_true(&s.conditions, "Ready").then_some(())
+        })
+        .await;
+    }
+
     /// Kills the three controllers where they are (in-flight reconciles are dropped, as when a
     /// process dies) and starts them again: all they know must come back from the objects.
     pub async fn restart_controllers(&mut self, down_for: Duration) {
@@ -134,6 +143,23 @@ impl Env {
             let _ = agent.shutdown().await;
         }
     }
+}
+
+/// How many stores PD reports Up (at `version`, when given); `None` when PD cannot answer.
+pub async fn up_stores(pd: &pdclient::PdClient, version: Option<&str>) -> Option<usize> {
+    let stores = pd.stores().await.ok()?;
+    Some(
+        stores
+            .iter()
+            .filter(|s| s.store.state_name.as_str() == "Up")
+            .filter(|s| version.is_none_or(|v| s.store.version == v))
+            .count(),
+    )
+}
+
+/// The pod runs, is Ready and is not terminating.
+pub fn pod_serving(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none() && instance_controller::status::pod_ready(Some(p))
 }
 
 /// The three controllers, in-process, scoped to `ns`.

@@ -14,11 +14,7 @@ use testenv::wait_for;
 async fn basic_cluster_ready_scale_out_and_pod_recreation() {
     let env = e2e::Env::start("basic").await;
     let applied = env.apply_example("basic").await;
-    wait_for(180, "Cluster basic Ready", || async {
-        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
-        conditions::is_true(&s.conditions, "Ready").then_some(())
-    })
-    .await;
+    env.wait_cluster_ready("basic", 180).await;
     println!(
         "examples/basic: apply -> Cluster Ready in {:.1}s",
         applied.elapsed().as_secs_f64()
@@ -78,13 +74,7 @@ async fn basic_cluster_ready_scale_out_and_pod_recreation() {
         .unwrap();
     wait_for(180, "5 PD members and 5 Up stores", || async {
         let members = pd.members().await.ok()?.members.len();
-        let up = pd
-            .stores()
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|s| s.store.state_name.as_str() == "Up")
-            .count();
+        let up = e2e::up_stores(&pd, None).await?;
         let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
         (members == 5 && up == 5 && conditions::is_true(&s.conditions, "Ready")).then_some(())
     })
@@ -207,13 +197,7 @@ async fn basic_cluster_ready_scale_out_and_pod_recreation() {
         .await
         .unwrap();
     wait_for(120, "Cluster Ready again with 5 Up stores", || async {
-        let up = pd
-            .stores()
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|s| s.store.state_name.as_str() == "Up")
-            .count();
+        let up = e2e::up_stores(&pd, None).await?;
         let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
         (up == 5 && conditions::is_true(&s.conditions, "Ready")).then_some(())
     })

@@ -3,7 +3,7 @@
 //! Up, the replacement is retired the two-step way (Tombstone in PD, then its objects go) and the
 //! failed store keeps its id and PVC.
 
-use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
+use api::v1alpha1::{TiKV, TiKVGroup};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -35,11 +35,7 @@ async fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() 
         )
         .await
         .unwrap();
-    wait_for(180, "Cluster basic Ready", || async {
-        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
-        conditions::is_true(&s.conditions, "Ready").then_some(())
-    })
-    .await;
+    env.wait_cluster_ready("basic", 180).await;
     let pd = env.pd_members("basic").await;
     let victim = env
         .api::<TiKV>()

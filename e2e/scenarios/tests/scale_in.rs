@@ -4,7 +4,7 @@
 //! goes is the one the user annotated, and killing the controllers while it drains changes
 //! nothing: the others keep their stores and PVCs.
 
-use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
+use api::v1alpha1::{TiKV, TiKVGroup};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -33,11 +33,7 @@ async fn offline(env: &e2e::Env) -> Option<TiKV> {
 async fn two_step_scale_in_refusal_and_cancel() {
     let mut env = e2e::Env::start("scalein").await;
     env.apply_example("basic").await;
-    wait_for(180, "Cluster basic Ready", || async {
-        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
-        conditions::is_true(&s.conditions, "Ready").then_some(())
-    })
-    .await;
+    env.wait_cluster_ready("basic", 180).await;
     let pd = env.pd("basic").await;
 
     // 3 -> 2 with max-replicas 3: PD refuses; the store stays, with a condition and an Event.
@@ -95,13 +91,7 @@ async fn two_step_scale_in_refusal_and_cancel() {
     // 4 stores, then 3: PD accepts; the store drains to Tombstone, then everything of it goes.
     replicas(&env, 4).await;
     wait_for(120, "4 Up stores, group Ready", || async {
-        let up = pd
-            .stores()
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|s| s.store.state_name.as_str() == "Up")
-            .count();
+        let up = e2e::up_stores(&pd, None).await?;
         let g = env
             .api::<TiKVGroup>()
             .get("basic-tikv")
@@ -182,13 +172,7 @@ async fn two_step_scale_in_refusal_and_cancel() {
         },
     )
     .await;
-    let up = pd
-        .stores()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.store.state_name.as_str() == "Up")
-        .count();
+    let up = e2e::up_stores(&pd, None).await.unwrap();
     assert_eq!(up, 3);
     let after = pvc_uids(
         env.api::<PersistentVolumeClaim>()

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api::v1alpha1::{Cluster, PDGroup, TiKV, TiKVGroup};
+use api::v1alpha1::{PDGroup, TiKV, TiKVGroup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -40,23 +40,11 @@ fn component(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
-fn ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 #[tokio::test]
 async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
     let mut env = e2e::Env::start("upgrade").await;
     env.apply_example("basic").await;
-    wait_for(180, "Cluster basic Ready", || async {
-        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
-        conditions::is_true(&s.conditions, "Ready").then_some(())
-    })
-    .await;
+    env.wait_cluster_ready("basic", 180).await;
     let pd = env.pd_members("basic").await;
     let ids: BTreeMap<String, u64> = env
         .api::<TiKV>()
@@ -105,7 +93,7 @@ async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
                 };
                 let name = p.name_any();
                 if !gone {
-                    live.insert(name, ready(&p));
+                    live.insert(name, e2e::pod_serving(&p));
                     continue;
                 }
                 if live.remove(&name).is_none() {
@@ -185,11 +173,7 @@ async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
             };
             let tg = env.api::<TiKVGroup>().get("basic-tikv").await.ok()?.status;
             let pg = env.api::<PDGroup>().get("basic-pd").await.ok()?.status;
-            let stores = pd.stores().await.ok()?;
-            let upgraded = stores
-                .iter()
-                .filter(|s| s.store.state_name.as_str() == "Up" && s.store.version == "8.5.1")
-                .count();
+            let upgraded = e2e::up_stores(&pd, Some("8.5.1")).await?;
             (upgraded == 3 && ready(tg) && ready(pg)).then_some(())
         },
     )

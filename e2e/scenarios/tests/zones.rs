@@ -27,14 +27,6 @@ fn zone(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
-fn ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// One TiKV pod deletion: its zone, the leaders PD reported, the zones of pods down then.
 type Seen = (String, u64, Vec<String>);
 
@@ -125,7 +117,7 @@ async fn zone_by_zone_upgrade_restarts_one_zone_at_a_time() {
                 let name = p.name_any();
                 zones.insert(name.clone(), zone(&p));
                 if !gone {
-                    live.insert(name, (ready(&p), zone(&p)));
+                    live.insert(name, (e2e::pod_serving(&p), zone(&p)));
                     continue;
                 }
                 if live.remove(&name).is_none() {
@@ -169,11 +161,7 @@ async fn zone_by_zone_upgrade_restarts_one_zone_at_a_time() {
             .await
             .ok()?
             .status?;
-        let stores = pd.stores().await.ok()?;
-        let upgraded = stores
-            .iter()
-            .filter(|s| s.store.state_name.as_str() == "Up" && s.store.version == "8.5.1")
-            .count();
+        let upgraded = e2e::up_stores(&pd, Some("8.5.1")).await?;
         (upgraded == 6
             && g.version.as_deref() == Some("v8.5.1")
             && conditions::is_true(&g.conditions, "Ready"))

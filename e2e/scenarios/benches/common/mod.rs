@@ -538,15 +538,6 @@ where
     }
 }
 
-/// Waits for Cluster `name` to report Ready; panics after `secs` (the bench cannot go on).
-pub async fn wait_cluster_ready(env: &e2e::Env, name: &str, secs: u64) {
-    testenv::wait_for(secs, &format!("Cluster {name} Ready"), || async {
-        let s = env.api::<Cluster>().get(name).await.ok()?.status?;
-        operator_runtime::conditions::is_true(&s.conditions, "Ready").then_some(())
-    })
-    .await;
-}
-
 /// Short form of an object name: the part after the group name (`basic-tikv-x7k2` → `x7k2`)
 /// is kept whole; only the kind prefix of a subject (`tikv/`) is dropped.
 pub fn short(subject: &str) -> &str {
