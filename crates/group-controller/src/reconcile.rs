@@ -321,8 +321,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let synced = match pd_pending {
         Some(why) => {
             let first = group.status().is_none_or(|s| {
-                operator_runtime::conditions::find(&s.conditions, "Synced")
-                    .is_none_or(|c| c.reason != "WaitingForPD")
+                !operator_runtime::conditions::has_reason(&s.conditions, "Synced", "WaitingForPD")
             });
             if first {
                 ctx.event(
@@ -354,8 +353,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             ),
             Some(why) => {
                 let first = group.status().is_none_or(|s| {
-                    operator_runtime::conditions::find(&s.conditions, "ZoneByZone")
-                        .is_none_or(|c| c.reason != "Unsafe")
+                    !operator_runtime::conditions::has_reason(&s.conditions, "ZoneByZone", "Unsafe")
                 });
                 if first {
                     let note =

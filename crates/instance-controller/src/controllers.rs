@@ -152,8 +152,7 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
             .iter()
             .filter(|t| {
                 t.status.as_ref().is_none_or(|s| {
-                    conditions::find(&s.common.conditions, "Synced")
-                        .is_none_or(|c| c.reason != "Suspended")
+                    !conditions::has_reason(&s.common.conditions, "Synced", "Suspended")
                 })
             })
             .count();
@@ -183,8 +182,11 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
                 )
             }
             QuorumStep::Wait(why) => {
-                let first = conditions::find(&current_conditions(pd.as_ref()), "RestartSafe")
-                    .is_none_or(|c| c.reason != "WouldLoseQuorum");
+                let first = !conditions::has_reason(
+                    &current_conditions(pd.as_ref()),
+                    "RestartSafe",
+                    "WouldLoseQuorum",
+                );
                 if first {
                     ctx.event(
                         pd.as_ref(),

@@ -113,8 +113,8 @@ pub async fn apply_resources<K: InstanceKind>(
     let rendered = match config::render(obj.config(), K::OWNED_CONFIG_KEYS) {
         Ok(c) => c,
         Err(e) => {
-            let first = conditions::find(&current_conditions(obj), "Synced")
-                .is_none_or(|c| c.reason != "InvalidConfig");
+            let first =
+                !conditions::has_reason(&current_conditions(obj), "Synced", "InvalidConfig");
             if first {
                 ctx.event(obj, EventType::Warning, "InvalidConfig", e.to_string())
                     .await;
@@ -271,18 +271,16 @@ pub async fn write_status<K: InstanceKind>(
     let generation = obj.meta().generation;
     let pod = observed.and_then(|o| o.pod.as_ref());
     // A pod that cannot run (image, version, command) is the user's to fix: say it once.
-    if let Some((reason, message)) = status::pod_problem(pod) {
-        let known =
-            conditions::find(&current_conditions(obj), "Ready").is_some_and(|c| c.reason == reason);
-        if !known {
-            ctx.event(
-                obj,
-                EventType::Warning,
-                "PodCannotRun",
-                format!("{reason}: {message}"),
-            )
-            .await;
-        }
+    if let Some((reason, message)) = status::pod_problem(pod)
+        && !conditions::has_reason(&current_conditions(obj), "Ready", &reason)
+    {
+        ctx.event(
+            obj,
+            EventType::Warning,
+            "PodCannotRun",
+            format!("{reason}: {message}"),
+        )
+        .await;
     }
     {
         let common = K::common(&mut st);

@@ -76,6 +76,11 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == TRUE)
 }
 
+/// Whether the condition of `type_` has `reason` (so an Event for that reason was already sent).
+pub fn has_reason(conditions: &[Condition], type_: &str, reason: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.reason == reason)
+}
+
 /// The condition of `type_`.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
