@@ -65,6 +65,27 @@ where
         .collect())
 }
 
+/// Deletes those of `groups` not already going; returns their names.
+async fn delete_each<G>(ctx: &Context, ns: &str, groups: &[G]) -> Result<Vec<String>, Error>
+where
+    G: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<G>::namespaced(ctx.client.clone(), ns);
+    let mut names = Vec::new();
+    for g in groups
+        .iter()
+        .filter(|g| g.meta().deletion_timestamp.is_none())
+    {
+        api.delete(&g.name_any(), &kube::api::DeleteParams::background())
+            .await?;
+        names.push(g.name_any());
+    }
+    Ok(names)
+}
+
 /// Deletes the Cluster's groups; true once none is left.
 async fn delete_groups(
     ctx: &Context,
@@ -73,26 +94,8 @@ async fn delete_groups(
     pdgs: &[PDGroup],
     tikvgs: &[TiKVGroup],
 ) -> Result<bool, Error> {
-    let dp = kube::api::DeleteParams::background();
-    let mut names = Vec::new();
-    for g in tikvgs
-        .iter()
-        .filter(|g| g.metadata.deletion_timestamp.is_none())
-    {
-        Api::<TiKVGroup>::namespaced(ctx.client.clone(), ns)
-            .delete(&g.name_any(), &dp)
-            .await?;
-        names.push(g.name_any());
-    }
-    for g in pdgs
-        .iter()
-        .filter(|g| g.metadata.deletion_timestamp.is_none())
-    {
-        Api::<PDGroup>::namespaced(ctx.client.clone(), ns)
-            .delete(&g.name_any(), &dp)
-            .await?;
-        names.push(g.name_any());
-    }
+    let mut names = delete_each(ctx, ns, tikvgs).await?;
+    names.extend(delete_each(ctx, ns, pdgs).await?);
     if !names.is_empty() {
         let note = format!(
             "the Cluster is being deleted: deleting {}",
