@@ -216,7 +216,8 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
             message: String::new(),
         });
     }
-    let observed = apply_resources(pd.as_ref(), &ctx, Some(fallback), may_restart).await?;
+    let observed =
+        apply_resources(pd.as_ref(), &ctx, cluster, pod, Some(fallback), may_restart).await?;
     let member = members
         .as_ref()
         .and_then(|ms| ms.iter().find(|m| m.name == name))
@@ -343,7 +344,10 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         };
         // Zone at a time: every region has at most one replica in this zone, so the zone's
         // other stores restarting alongside cost no region its quorum.
-        if zone_by_zone && let Some(zone) = store_labels(&tikv).get("zone") {
+        if zone_by_zone
+            && !down.is_empty()
+            && let Some(zone) = store_labels(&tikv).get("zone")
+        {
             let same_zone = c.stores_in_zone(zone).await?;
             down.retain(|s| !same_zone.contains(s));
         }
@@ -457,7 +461,15 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
     let observed = if deleting {
         None
     } else {
-        apply_resources(tikv.as_ref(), &ctx, None, !leaving && may_restart).await?
+        apply_resources(
+            tikv.as_ref(),
+            &ctx,
+            cluster,
+            pod,
+            None,
+            !leaving && may_restart,
+        )
+        .await?
     };
 
     if let (Some(c), Some(s)) = (&client, &store) {

@@ -58,28 +58,26 @@ pub struct Observed {
     pub blocked: Option<NewCondition>,
 }
 
-/// Observes the Cluster and pod, and (unless blocked) applies ConfigMap, PVCs and Pod.
-/// `pd_url_fallback` is PD's address before the Cluster reports it (PD members use their group's Service).
+/// Given the Cluster and pod the caller observed (and decided on), applies ConfigMap, PVCs and
+/// Pod unless something blocks it. `pd_url_fallback` is PD's address before the Cluster reports
+/// it (PD members use their group's Service).
 pub async fn apply_resources<K: InstanceKind>(
     obj: &K,
     ctx: &Context,
+    cluster: Option<Cluster>,
+    pod: Option<Pod>,
     pd_url_fallback: Option<String>,
     may_delete_pod: bool,
 ) -> Result<Option<Observed>, Error> {
     let ns = obj.namespace().ok_or(Error::NoNamespace)?;
     let name = obj.name_any();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let cluster_name = &obj.cluster().name;
-    let Some(cluster) = Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(cluster_name)
-        .await?
-    else {
-        let msg = format!("Cluster {cluster_name} does not exist");
+    let Some(cluster) = cluster else {
+        let msg = format!("Cluster {} does not exist", obj.cluster().name);
         ctx.event(obj, EventType::Warning, "ClusterNotFound", msg.clone())
             .await;
         return Ok(None);
     };
-    let pod = pods.get_opt(&name).await?;
     let pd_url = cluster
         .status
         .as_ref()
