@@ -171,11 +171,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         pd_url,
         id,
         paused: cluster.spec.paused,
-        suspend_compute: cluster
-            .spec
-            .suspend_action
-            .as_ref()
-            .is_some_and(|s| s.suspend_compute),
+        suspend_compute: cluster.spec.suspends_compute(),
         generation: cluster.metadata.generation,
         replication,
     };

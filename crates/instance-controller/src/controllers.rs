@@ -17,7 +17,9 @@ use crate::evict::{self, Step, WaitReason};
 use crate::kind::{InstanceKind, group_of, pd_service_url, revision_of};
 use crate::pd::Pd;
 use crate::quorum::{self, Change, Step as QuorumStep};
-use crate::reconcile::{Context, Error, apply_resources, current_conditions, write_status};
+use crate::reconcile::{
+    Context, Error, apply_resources, current_conditions, suspended, write_status,
+};
 use crate::status;
 
 /// Finalizer on instances whose removal must first clean PD (members, stores).
@@ -45,16 +47,6 @@ async fn cluster_gone<K: InstanceKind>(obj: &K, ctx: &Context) -> Result<bool, E
         .get_opt(&obj.cluster().name)
         .await?
         .is_none_or(|c| c.meta().deletion_timestamp.is_some()))
-}
-
-/// Whether the cluster asks for every pod to be gone.
-fn suspended(cluster: Option<&Cluster>) -> bool {
-    cluster.is_some_and(|c| {
-        c.spec
-            .suspend_action
-            .as_ref()
-            .is_some_and(|s| s.suspend_compute)
-    })
 }
 
 /// Whether the pod is running (not going) and must be deleted: outdated, or suspended.

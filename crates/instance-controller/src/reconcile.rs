@@ -181,12 +181,7 @@ pub async fn apply_resources<K: InstanceKind>(
         ssa::apply(&pvcs, &ctx.manager, &pvc.name_any(), &pvc).await?;
     }
 
-    let suspended = observed
-        .cluster
-        .spec
-        .suspend_action
-        .as_ref()
-        .is_some_and(|s| s.suspend_compute);
+    let suspended = suspended(Some(&observed.cluster));
     match &observed.pod {
         Some(p) if p.meta().deletion_timestamp.is_some() => {}
         Some(p) if suspended || revision_of(p) != revision_of(obj) => {
@@ -233,6 +228,11 @@ pub async fn apply_resources<K: InstanceKind>(
         }
     }
     Ok(Some(observed))
+}
+
+/// Whether the cluster asks for every pod to be gone.
+pub fn suspended(cluster: Option<&Cluster>) -> bool {
+    cluster.is_some_and(|c| c.spec.suspends_compute())
 }
 
 /// The conditions the object's status holds now.

@@ -43,6 +43,15 @@ pub struct ClusterSpec {
     pub revision_history_limit: i32,
 }
 
+impl ClusterSpec {
+    /// Whether every pod of the cluster must be gone (`suspendAction.suspendCompute`).
+    pub fn suspends_compute(&self) -> bool {
+        self.suspend_action
+            .as_ref()
+            .is_some_and(|s| s.suspend_compute)
+    }
+}
+
 fn default_revision_history_limit() -> i32 {
     10
 }
