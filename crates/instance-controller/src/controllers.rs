@@ -223,12 +223,13 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
         s.health = member.is_some_and(|m| m.healthy);
     })
     .await?;
-    // PD leadership moves without any Kubernetes event; look again regularly, and every second
-    // while a restart waits on it.
+    // PD leadership moves without any Kubernetes event, and the group picks which member to
+    // restart or remove last by `isLeader`: look again every few seconds, and every second while
+    // a restart waits on it.
     Ok(Action::requeue(Duration::from_secs(if restart {
         1
     } else if is_ready {
-        15
+        5
     } else {
         3
     })))

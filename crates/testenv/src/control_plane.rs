@@ -571,10 +571,16 @@ fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
     ]
 }
 
-/// Writes the admin kubeconfig. Paths and URL are written as JSON strings, which YAML reads as
-/// double-quoted scalars, so no path can break the file.
+/// Writes the admin kubeconfig with its certificates embedded, so that a copy (such as `just up`'s
+/// `.local/kubeconfig`) does not depend on this directory's files. The URL is written as a JSON
+/// string, which YAML reads as a double-quoted scalar.
 fn write_kubeconfig(path: &Path, server_url: &str, pki: &Pki) -> Result<(), Error> {
-    let q = |p: &Path| serde_json::Value::String(p.display().to_string()).to_string();
+    use base64::Engine as _;
+    let data = |p: &Path| {
+        std::fs::read(p)
+            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+            .map_err(Error::io(format!("reading {}", p.display())))
+    };
     let yaml = format!(
         "apiVersion: v1
 kind: Config
@@ -582,12 +588,12 @@ clusters:
 - name: testenv
   cluster:
     server: {server}
-    certificate-authority: {ca}
+    certificate-authority-data: {ca}
 users:
 - name: testenv-admin
   user:
-    client-certificate: {cert}
-    client-key: {key}
+    client-certificate-data: {cert}
+    client-key-data: {key}
 contexts:
 - name: testenv
   context:
@@ -597,9 +603,9 @@ contexts:
 current-context: testenv
 ",
         server = serde_json::Value::String(server_url.to_string()),
-        ca = q(&pki.ca_cert),
-        cert = q(&pki.admin_cert),
-        key = q(&pki.admin_key),
+        ca = data(&pki.ca_cert)?,
+        cert = data(&pki.admin_cert)?,
+        key = data(&pki.admin_key)?,
     );
     std::fs::write(path, yaml).map_err(Error::io(format!("writing {}", path.display())))
 }

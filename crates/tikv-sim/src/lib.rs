@@ -11,7 +11,7 @@
 //! status address serves `/status`, `/metrics` (with `tikv_raftstore_region_count{type="leader"}`
 //! and `{type="region"}`) and `/sim/regions` (a JSON view of the replicas, for debugging).
 //! There is no data: no key-value API, no snapshots, no merges (regions report 64 MiB so PD never
-//! asks), and PD's split requests are ignored.
+//! asks). PD's split requests are carried out (the middle key, or PD's own keys).
 //!
 //! # Flags
 //!

@@ -466,3 +466,43 @@ async fn frozen_store_loses_its_leaders_and_rejoins_when_thawed() {
     .await;
     assert_eq!(wait_replicated(&client, &ids, 3, 48).await, regions);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbootstrapped_cluster_is_reported_as_such_until_a_store_bootstraps_it() {
+    let (mut pd, client) = start(1, 0).await;
+    let status = client.cluster_status().await.unwrap();
+    assert!(!status.is_bootstrapped(), "{status:?}");
+    match client.stores().await {
+        Err(Error::NotBootstrapped) => {}
+        other => panic!("stores before bootstrap: {other:?}"),
+    }
+    match client.store(1).await {
+        Err(Error::NotBootstrapped) => {}
+        other => panic!("a store before bootstrap: {other:?}"),
+    }
+
+    pd.start_store(common::store_options())
+        .await
+        .expect("store starts");
+    let id = pd.stores()[0].id();
+    eventually(
+        "the first store bootstrapped the cluster",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let stores = client.stores().await.map_err(|e| e.to_string())?;
+                let up = find(&stores, id).is_some_and(|s| s.store.state == StoreState::Up);
+                let bootstrapped = client
+                    .cluster_status()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_bootstrapped();
+                (up && bootstrapped)
+                    .then_some(())
+                    .ok_or_else(|| format!("{} stores, bootstrapped: {bootstrapped}", stores.len()))
+            }
+        },
+    )
+    .await;
+}

@@ -116,8 +116,24 @@ async fn basic_cluster_ready_scale_out_and_pod_recreation() {
         "no new store was registered for the recreated pod"
     );
 
-    // PD 5 -> 3: followers leave PD first; the leader stays.
-    let leader = pd.leader().await.unwrap().name;
+    // PD 5 -> 3: followers leave PD first; the leader stays. The group picks by the PD objects'
+    // status, so first wait until it names the member PD calls leader.
+    let leader = wait_for(60, "PD status naming PD's leader", || async {
+        let leader = pd.leader().await.ok()?.name;
+        let pds = env
+            .api::<api::v1alpha1::PD>()
+            .list(&Default::default())
+            .await
+            .ok()?;
+        let named: Vec<String> = pds
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().is_some_and(|s| s.is_leader))
+            .map(|p| p.name_any())
+            .collect();
+        (named == [leader.clone()]).then_some(leader)
+    })
+    .await;
     let three = serde_json::json!({"spec": {"replicas": 3}});
     env.api::<PDGroup>()
         .patch("basic-pd", &PatchParams::default(), &Patch::Merge(&three))
