@@ -13,5 +13,8 @@ tac "$pids" | while read -r name pid; do
     echo "stopped $name ($pid)"
   fi
 done
+# Each `just up` starts a new cluster, so the pods' volumes (PVC directories) of this one are of
+# no use once it is gone; logs stay for reading.
+rm -rf "$state/node-agent"
 rm -f "$pids" "$state/kubeconfig"
 echo "down"

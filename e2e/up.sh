@@ -11,7 +11,8 @@ mkdir -p "$state/logs"
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 pids="$state/pids"
 
-alive() { [ -f "$pids" ] && while read -r name pid; do kill -0 "$pid" 2>/dev/null || return 1; done <"$pids"; }
+# Every recorded process runs (and at least one is recorded).
+alive() { [ -s "$pids" ] && while read -r name pid; do kill -0 "$pid" 2>/dev/null || return 1; done <"$pids"; }
 if [ -f "$pids" ] && alive; then
   echo "already up (pids in $pids); KUBECONFIG=$state/kubeconfig"
   exit 0

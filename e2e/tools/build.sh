@@ -13,12 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin_dir="${TIKV_OPERATOR_BIN_DIR:-$HOME/.cache/tikv-operator/bin}"
 mkdir -p "$bin_dir"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: Go is not installed; it is needed to build etcd, kube-apiserver and pd-server (see README, Development)" >&2
-  exit 1
-fi
-
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 K8S_VERSION=1.34.1
 ETCD_VERSION=3.6.4
@@ -27,9 +22,18 @@ ETCD_VERSION=3.6.4
 # version pinned by the 8.x release branches of pingcap/tiflow.
 PD_VERSION=8.1.0-alpha
 
-# stamp NAME: a hash of what decides the build, so a changed go.mod/go.sum or version rebuilds.
+# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum and the build
+# arguments with their versions), so a changed module or version rebuilds and nothing else does.
 stamp() {
-  cat "$here/$1/go.mod" "$here/$1/go.sum" "$here/build.sh" | sha256sum | cut -c1-16
+  local name="$1"; shift
+  { cat "$here/$name/go.mod" "$here/$name/go.sum"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+}
+
+need_go() {
+  command -v go >/dev/null 2>&1 && return
+  echo "error: Go is not installed. Building etcd, kube-apiserver, pd-server and helm needs Go" \
+    "(version in e2e/tools/*/go.mod) and the Go module proxy; install Go, then run e2e/tools/build.sh" >&2
+  exit 1
 }
 
 # build NAME OUTPUTS... -- GO BUILD ARGS...
@@ -39,7 +43,7 @@ build() {
   while [ "$1" != "--" ]; do outs+=("$1"); shift; done
   shift
   local want have=""
-  want="$(stamp "$name")"
+  want="$(stamp "$name" "$@")"
   [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
   local missing=0
   for o in "${outs[@]}"; do [ -x "$bin_dir/$o" ] || missing=1; done
@@ -47,9 +51,15 @@ build() {
     echo "$name: up to date (${outs[*]})"
     return
   fi
+  need_go
   echo "$name: building ${outs[*]} ..."
   local start=$SECONDS
-  (cd "$here/$name" && go build -trimpath "$@")
+  if ! (cd "$here/$name" && go build -trimpath "$@"); then
+    echo "error: building $name failed (go build's output above). It needs Go $(sed -n 's/^go //p' "$here/$name/go.mod")" \
+      "or newer (this is $(go env GOVERSION)) and the Go module proxy (GOPROXY=$(go env GOPROXY)) to serve" \
+      "the modules in e2e/tools/$name/go.sum; fix that, then run e2e/tools/build.sh $name" >&2
+    exit 1
+  fi
   echo "$want" >"$bin_dir/.$name.stamp"
   echo "$name: built in $((SECONDS - start))s"
 }

@@ -114,6 +114,9 @@ fn names_categories_and_printer_columns() {
         ("clusters", Some("tkc")),
         ("pdgroups", Some("pdg")),
         ("tikvgroups", Some("tkvg")),
+        // `kubectl get pd` / `kubectl get tikv` (the singular names) are as short as it gets.
+        ("pds", None),
+        ("tikvs", None),
     ] {
         let names = crd(plural).spec.names;
         assert_eq!(

@@ -661,33 +661,41 @@ mod tests {
     }
 
     #[test]
-    fn kubeconfig_is_valid_and_quotes_paths() {
+    fn kubeconfig_is_valid_and_stands_on_its_own() {
         let dir = create_temp_dir().unwrap();
-        let odd = dir.join("we: ird \"dir\"");
-        let pki = Pki {
-            ca_cert: odd.join("ca.crt"),
-            ca_key: odd.join("ca.key"),
-            serving_cert: odd.join("s.crt"),
-            serving_key: odd.join("s.key"),
-            admin_cert: odd.join("a.crt"),
-            admin_key: odd.join("a.key"),
-            sa_key: odd.join("sa.key"),
-            sa_pub: odd.join("sa.pub"),
-        };
+        let pki = crate::certs::generate(&dir).unwrap();
         let path = dir.join("kubeconfig");
         write_kubeconfig(&path, "https://127.0.0.1:1234", &pki).unwrap();
         let kc = Kubeconfig::read_from(&path).unwrap();
+        let kc_text = std::fs::read_to_string(&path).unwrap();
+        let pem = |p: &Path| std::fs::read_to_string(p).unwrap();
+        let (ca, cert, key) = (pem(&pki.ca_cert), pem(&pki.admin_cert), pem(&pki.admin_key));
+        // A copy keeps working once the directory is gone.
         std::fs::remove_dir_all(&dir).unwrap();
+        let decode = |b64: &str| {
+            use base64::Engine as _;
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
         let cluster = kc.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:1234"));
         assert_eq!(
-            cluster.certificate_authority.as_deref(),
-            Some(pki.ca_cert.to_str().unwrap())
+            decode(cluster.certificate_authority_data.as_deref().unwrap()),
+            ca
         );
+        assert!(cluster.certificate_authority.is_none());
         let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
         assert_eq!(
-            user.client_key.as_deref(),
-            Some(pki.admin_key.to_str().unwrap())
+            decode(user.client_certificate_data.as_deref().unwrap()),
+            cert
         );
+        // (kube keeps the key secret; read it from the file.)
+        let raw: serde_yaml::Value = serde_yaml::from_str(&kc_text).unwrap();
+        let key_data = raw["users"][0]["user"]["client-key-data"].as_str().unwrap();
+        assert_eq!(decode(key_data), key);
     }
 }

@@ -80,7 +80,7 @@ pub use control_plane::{ControlPlane, ControlPlaneOptions, FIELD_MANAGER};
 pub const BIN_DIR_ENV: &str = "TIKV_OPERATOR_BIN_DIR";
 
 /// Errors of the test environment. Messages are written for the person reading a failed test.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum Error {
     /// A binary is not in the bin dir.
     #[error(
@@ -146,6 +146,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+}
+
+/// Tests `unwrap()` and `expect()` these errors, which print `Debug`: make that the message that
+/// says what is missing and how to build it, not the variant's fields.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl Error {

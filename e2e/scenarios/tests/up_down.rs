@@ -1,5 +1,6 @@
-//! `just up` brings examples/basic to Ready; `just down` leaves no process behind — neither the
-//! ones it started nor any of their descendants (pd-server, tikv-sim, etcd, kube-apiserver...).
+//! `just up` brings examples/basic to Ready, and a second `just up` leaves it running; `just down`
+//! leaves no process behind — neither the ones it started nor any of their descendants
+//! (pd-server, tikv-sim, etcd, kube-apiserver...) — and removes the pods' volumes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -66,11 +67,26 @@ fn just_up_reaches_ready_and_just_down_leaves_nothing() {
         .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
         .collect();
     let tree = descendants(&pids);
+    // A second `just up` finds everything running and leaves it alone.
+    let again = run("up.sh");
+    let again_out = String::from_utf8_lossy(&again.stdout).to_string();
+    let pids_after = std::fs::read_to_string(state.join("pids")).unwrap_or_default();
+    let volumes = state.join("node-agent");
+    let had_volumes = volumes.exists();
     let down = run("down.sh");
     assert!(
         up.status.success() && out.contains("Cluster basic is Ready"),
         "just up failed:\n{out}"
     );
+    assert!(
+        again.status.success() && again_out.contains("already up"),
+        "the second just up: {again_out}"
+    );
+    let pids_after: BTreeSet<u32> = pids_after
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(pids_after, pids, "the second just up started nothing new");
     assert!(
         down.status.success(),
         "just down failed: {}",
@@ -94,4 +110,8 @@ fn just_up_reaches_ready_and_just_down_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "processes left after just down: {names:?}");
     assert!(!state.join("pids").exists());
+    assert!(
+        had_volumes && !volumes.exists(),
+        "just down removed the pods' volumes"
+    );
 }

@@ -62,6 +62,28 @@ fn pod(name: &str, spec: Value) -> Pod {
     .unwrap()
 }
 
+/// The server is the Kubernetes release pinned in e2e/tools/k8s/go.mod, and says so (the build
+/// stamps the version; without it a source build reports v0.0.0-master).
+#[tokio::test]
+async fn the_server_reports_the_pinned_kubernetes_release() {
+    let go_mod = include_str!("../../../../e2e/tools/k8s/go.mod");
+    let pinned = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("k8s.io/kubernetes "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("k8s.io/kubernetes in e2e/tools/k8s/go.mod");
+    let version = testenv::shared()
+        .client()
+        .apiserver_version()
+        .await
+        .expect("GET /version");
+    assert_eq!(version.git_version, pinned);
+    assert_eq!(
+        format!("v{}.{}", version.major, version.minor),
+        pinned.rsplit_once('.').unwrap().0
+    );
+}
+
 #[tokio::test]
 async fn pods_can_be_created_read_and_watched() {
     let cp = testenv::shared();
