@@ -10,8 +10,8 @@ use common::*;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, ExecAction, HTTPGetAction, HostPathVolumeSource, Node,
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Probe, Service, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, Probe, Secret, SecretVolumeSource, Service, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -64,6 +64,7 @@ async fn pvc_dir(env: &Env, claim: &str) -> std::path::PathBuf {
 fn stateful_pod(env: &Env, name: &str) -> k8s_openapi::api::core::v1::Pod {
     let script = r#"
 echo "boot $POD_NAME $POD_IP" >> /var/lib/na-test/boots
+cp /etc/na-secret/token /var/lib/na-test/token
 while true; do
   cat /etc/na-test/greeting > /var/lib/na-test/seen.tmp && mv /var/lib/na-test/seen.tmp /var/lib/na-test/seen
   sleep 0.2
@@ -75,6 +76,14 @@ done"#;
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: "greeting".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some("token".into()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -95,6 +104,12 @@ done"#;
             ..Default::default()
         },
         VolumeMount {
+            name: "secret".into(),
+            mount_path: "/etc/na-secret".into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
             name: "data".into(),
             mount_path: "/var/lib/na-test".into(),
             ..Default::default()
@@ -103,8 +118,9 @@ done"#;
     pod
 }
 
-/// A pod with a ConfigMap and a PVC: it sees its files, ConfigMap updates arrive, the PVC data
-/// survives a killed process and a recreated pod, and the PVC's directory goes with the PVC.
+/// A pod with a ConfigMap, a Secret and a PVC: it sees its files, ConfigMap updates arrive, the
+/// PVC data survives a killed process and a recreated pod, and the PVC's directory goes with the
+/// PVC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_and_pvc_survive_restarts() {
     let began = Instant::now();
@@ -116,6 +132,21 @@ async fn configmap_and_pvc_survive_restarts() {
     )
     .await
     .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("token".into()),
+                    ..Default::default()
+                },
+                string_data: Some([("token".to_string(), "s3cret".to_string())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), &env.ns);
     pvcs.create(&PostParams::default(), &pvc("data"))
         .await
@@ -151,6 +182,10 @@ async fn configmap_and_pvc_survive_restarts() {
         std::fs::read_to_string(&boots).unwrap(),
         format!("boot store-0 {ip}\n")
     );
+    eventually(10, "the pod reads its Secret", || async {
+        (std::fs::read_to_string(dir.join("token")).ok()? == "s3cret").then_some(())
+    })
+    .await;
     // The container path is a private bind mount: the host's /var/lib/na-test stays empty.
     assert!(!std::path::Path::new("/var/lib/na-test/boots").exists());
 
@@ -353,6 +388,47 @@ async fn names_resolve_and_readiness_follows_probe() {
         "names_resolve_and_readiness_follows_probe took {:?}",
         began.elapsed()
     );
+}
+
+/// A TCP readiness probe passes only while something listens on its port: of two pods running
+/// the same server, the one probing the served port is Ready and the other is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_probe_follows_the_listening_socket() {
+    let env = start("tcp", 1).await;
+    let tcp_pod = |name: &str, port: i32| {
+        let mut pod = env.sh_pod(name, "exec python3 -m http.server --bind \"$POD_IP\" 8080");
+        pod.spec.as_mut().unwrap().containers[0].readiness_probe = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port),
+                ..Default::default()
+            }),
+            period_seconds: Some(1),
+            timeout_seconds: Some(1),
+            failure_threshold: Some(1),
+            ..Default::default()
+        });
+        pod
+    };
+    env.create(&tcp_pod("open-0", 8080)).await;
+    env.create(&tcp_pod("closed-0", 8081)).await;
+    let pods = env.pods();
+    wait_for(
+        &pods,
+        "open-0",
+        60,
+        "the pod probing its served port Ready",
+        ready,
+    )
+    .await;
+    // Both servers run by now; give the other pod's probe a few periods.
+    wait_for(&pods, "closed-0", 30, "the other pod Running", |p| {
+        p.and_then(|p| p.status.as_ref()?.phase.clone()).as_deref() == Some("Running")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let closed = pods.get("closed-0").await.unwrap();
+    assert_eq!(condition(Some(&closed), "Ready"), Some(false));
+    env.shutdown().await;
 }
 
 /// Freezing a pod fails its HTTP readiness probe; a NotReady node is reported in the node's
@@ -779,6 +855,14 @@ async fn pd_server_runs_from_the_pd_image() {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: "pd".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some("token".into()),
                 ..Default::default()
             }),
             ..Default::default()
