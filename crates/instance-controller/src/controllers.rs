@@ -159,6 +159,20 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
             },
             format!("{tikv_pods} TiKV pods of the cluster still run"),
         ));
+    } else if restart
+        && let Some(members) = &members
+        && let Some(first) = quorum::restart_turn(
+            &name,
+            members.iter().any(|m| m.name == name && m.healthy),
+            &due_members(pd.as_ref(), &ctx, members).await?,
+        )
+    {
+        conditions.push(NewCondition::new(
+            "RestartSafe",
+            false,
+            "WaitingForMember",
+            format!("{first} restarts first: PD members restart one at a time"),
+        ));
     } else if restart && let Some(members) = &members {
         let step = quorum::decide(&name, members, Change::Restart);
         may_restart = step == QuorumStep::Proceed;
@@ -233,6 +247,47 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     } else {
         3
     })))
+}
+
+/// The other PD members of the cluster that are due to restart (pod outdated, missing or
+/// terminating) or leaving, read fresh from the API server: what [`quorum::restart_turn`] orders.
+async fn due_members(
+    pd: &PD,
+    ctx: &Context,
+    members: &[status::MemberInfo],
+) -> Result<Vec<quorum::Due>, Error> {
+    let ns = pd.namespace().ok_or(Error::NoNamespace)?;
+    let selector = format!(
+        "{}={},{}=pd",
+        api::labels::CLUSTER,
+        pd.spec.cluster.name,
+        api::labels::COMPONENT
+    );
+    let params = ListParams::default().labels(&selector);
+    let pds = Api::<PD>::namespaced(ctx.client.clone(), &ns)
+        .list(&params)
+        .await?;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&params)
+        .await?;
+    Ok(pds
+        .items
+        .iter()
+        .filter(|other| other.name_any() != pd.name_any())
+        .filter_map(|other| {
+            let name = other.name_any();
+            let pod = pods.items.iter().find(|p| p.name_any() == name);
+            let leaving = other.meta().deletion_timestamp.is_some();
+            let restarting = pod.is_none_or(|p| {
+                p.meta().deletion_timestamp.is_some() || revision_of(p) != revision_of(other)
+            });
+            (leaving || restarting).then(|| quorum::Due {
+                healthy: members.iter().any(|m| m.name == name && m.healthy),
+                name,
+                leaving,
+            })
+        })
+        .collect())
 }
 
 /// Asks PD to hand leadership from `pd` to `to`, and says so.

@@ -9,7 +9,7 @@ use api::v1alpha1::Cluster;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ObjectMeta};
+use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -195,7 +195,15 @@ pub async fn apply_resources<K: InstanceKind>(
                         revision_of(obj)
                     )
                 };
-                pods.delete(&name, &DeleteParams::default()).await?;
+                // Only the pod the checks were made on: never one that replaced it meanwhile.
+                let only_this = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: p.uid(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                pods.delete(&name, &only_this).await?;
                 ctx.event(
                     obj,
                     EventType::Normal,

@@ -502,6 +502,13 @@ impl PdClient {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             return Err(AttemptError::NoLeader(message_of(&bytes)));
         }
+        // PD's redirector answers this before any handler runs when the server is closed.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            let message = message_of(&bytes);
+            if message.contains("ErrServerNotStarted") {
+                return Err(AttemptError::Closed(message));
+            }
+        }
         Ok((status, bytes))
     }
 }

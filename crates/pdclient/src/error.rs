@@ -93,6 +93,9 @@ pub(crate) enum AttemptError {
     /// The endpoint answered 503: it has no leader to forward to (election in progress, or it is
     /// cut off from the quorum). Nothing was done, so another endpoint may be tried.
     NoLeader(String),
+    /// The endpoint answered `ErrServerNotStarted`: its PD server is closed (stopping, or removed
+    /// from the cluster while its process still runs). Nothing was done; try another endpoint.
+    Closed(String),
 }
 
 impl std::fmt::Display for AttemptError {
@@ -102,6 +105,7 @@ impl std::fmt::Display for AttemptError {
             AttemptError::Transport(e) => write!(f, "request failed: {e}"),
             AttemptError::Timeout(d) => write!(f, "no answer within {d:?}"),
             AttemptError::NoLeader(m) => write!(f, "503 (no PD leader): {m}"),
+            AttemptError::Closed(m) => write!(f, "PD server closed: {m}"),
         }
     }
 }

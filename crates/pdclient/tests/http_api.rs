@@ -261,15 +261,33 @@ async fn fails_over_and_remembers_the_endpoint_that_answered() {
         "[PD:apiutil:ErrRedirectNoLeader]no leader",
     )])
     .await;
+    // A member removed from PD whose process still runs answers this to everything.
+    let stopping = FakePd::start(&[(
+        "GET /pd/api/v1/leader",
+        500,
+        "[PD:server:ErrServerNotStarted]server not started",
+    )])
+    .await;
     let (hung, _hung_task) = hung_endpoint().await;
     let closed = closed_endpoint().await;
 
-    let c = client(&[closed.clone(), hung.clone(), no_leader.url(), good.url()]);
+    let c = client(&[
+        closed.clone(),
+        stopping.url(),
+        hung.clone(),
+        no_leader.url(),
+        good.url(),
+    ]);
     assert_eq!(c.leader().await.unwrap().name, "pd-1");
     assert_eq!(
         no_leader.hits.load(Ordering::SeqCst),
         1,
         "503 moved on to the next endpoint"
+    );
+    assert_eq!(
+        stopping.hits.load(Ordering::SeqCst),
+        1,
+        "a closed PD server moved on to the next endpoint"
     );
     assert_eq!(c.leader().await.unwrap().name, "pd-1");
     assert_eq!(

@@ -33,7 +33,8 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `obj`; a failure is logged, never fatal (Events are best effort).
+    /// Publishes an Event about `obj`, and logs it (Events expire; logs are what is left to read
+    /// afterwards). A failure to publish is logged, never fatal (Events are best effort).
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -41,6 +42,11 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        let (kind, name) = (K::kind(&()), obj.meta().name.as_deref().unwrap_or_default());
+        match type_ {
+            EventType::Normal => tracing::info!(%kind, name, reason, "{note}"),
+            EventType::Warning => tracing::warn!(%kind, name, reason, "{note}"),
+        }
         let ev = Event {
             type_,
             reason: reason.to_string(),

@@ -23,6 +23,7 @@ pub struct Env {
 impl Env {
     /// Starts a node agent with three zones and the three controllers for a new namespace.
     pub async fn start(name: &str) -> Env {
+        init_logging();
         let cp = testenv::shared();
         let client = cp.client();
         let ns = cp.create_namespace(name).await;
@@ -160,6 +161,19 @@ pub async fn up_stores(pd: &pdclient::PdClient, version: Option<&str>) -> Option
 /// The pod runs, is Ready and is not terminating.
 pub fn pod_serving(p: &k8s_openapi::api::core::v1::Pod) -> bool {
     p.metadata.deletion_timestamp.is_none() && instance_controller::status::pod_ready(Some(p))
+}
+
+/// The controllers' logs go to the test's captured output, which the harness prints only for a
+/// failed test: what the operator did next to what the test saw. `E2E_LOG` overrides the filter.
+fn init_logging() {
+    let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| {
+        "warn,operator_runtime=info,cluster_controller=info,group_controller=info,instance_controller=info".into()
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
 }
 
 /// The three controllers, in-process, scoped to `ns`.
