@@ -860,14 +860,6 @@ async fn pd_server_runs_from_the_pd_image() {
             ..Default::default()
         },
         Volume {
-            name: "secret".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some("token".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume {
             name: "data".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: "pd-data".into(),
