@@ -124,12 +124,7 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     if restart && suspending {
         // The whole cluster stops, so quorum cannot be kept; PD goes last, as TiKV stores
         // need it to evict their leaders.
-        let selector = format!(
-            "{}={},{}=tikv",
-            api::labels::CLUSTER,
-            pd.spec.cluster.name,
-            api::labels::COMPONENT
-        );
+        let selector = cluster_component(&pd.spec.cluster.name, "tikv");
         let tikv_pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
             .list(&ListParams::default().labels(&selector))
             .await?
@@ -249,6 +244,15 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     })))
 }
 
+/// Label selector of one component's objects and pods in a cluster (all its groups).
+fn cluster_component(cluster: &str, component: &str) -> String {
+    format!(
+        "{}={cluster},{}={component}",
+        api::labels::CLUSTER,
+        api::labels::COMPONENT
+    )
+}
+
 /// The other PD members of the cluster that are due to restart (pod outdated, missing or
 /// terminating) or leaving, read fresh from the API server: what [`quorum::restart_turn`] orders.
 async fn due_members(
@@ -257,13 +261,7 @@ async fn due_members(
     members: &[status::MemberInfo],
 ) -> Result<Vec<quorum::Due>, Error> {
     let ns = pd.namespace().ok_or(Error::NoNamespace)?;
-    let selector = format!(
-        "{}={},{}=pd",
-        api::labels::CLUSTER,
-        pd.spec.cluster.name,
-        api::labels::COMPONENT
-    );
-    let params = ListParams::default().labels(&selector);
+    let params = ListParams::default().labels(&cluster_component(&pd.spec.cluster.name, "pd"));
     let pds = Api::<PD>::namespaced(ctx.client.clone(), &ns)
         .list(&params)
         .await?;
