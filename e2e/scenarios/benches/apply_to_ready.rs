@@ -111,15 +111,7 @@ async fn run(i: usize, verbose: bool) -> Summary {
     observer.stop();
     println!("namespace {}", env.ns);
     if verbose {
-        for e in log.entries() {
-            println!(
-                "  {:>8} {} {}={}",
-                rel(t0, Some(e.at)),
-                e.subject,
-                e.aspect,
-                e.value
-            );
-        }
+        log.print(t0);
     }
     let summary = report(&log, t0, applied);
     env.stop().await;

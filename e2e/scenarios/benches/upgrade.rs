@@ -49,7 +49,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use api::v1alpha1::{Cluster, TiKV, TiKVGroup};
+use api::v1alpha1::{Cluster, TiKVGroup};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -203,22 +203,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     let group = env.api::<TiKVGroup>().get(GROUP).await.unwrap();
     println!("updatePolicy in effect: {:?}", group.spec.update_policy);
 
-    let ids: BTreeMap<String, u64> = env
-        .api::<TiKV>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|t| {
-            let id = t
-                .status
-                .as_ref()
-                .and_then(|s| s.id.as_deref())
-                .unwrap_or("0");
-            (t.name_any(), id.parse().unwrap())
-        })
-        .collect();
+    let ids = env.store_ids().await;
 
     // Zone of each store: PD's store label when the operator sets one, else its pod's node's.
     let mut zones: BTreeMap<String, String> = BTreeMap::new();
@@ -273,15 +258,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     observer.stop();
     println!("namespace {}", env.ns);
     if verbose {
-        for e in log.entries() {
-            println!(
-                "  {:>8} {} {}={}",
-                rel(t0, Some(e.at)),
-                e.subject,
-                e.aspect,
-                e.value
-            );
-        }
+        log.print(t0);
     }
     let totals = report(&log, t0, polled_end, &ids, &zones);
     let left = pd.evict_leader_stores().await.unwrap_or_default();

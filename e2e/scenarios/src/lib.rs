@@ -135,6 +135,42 @@ impl Env {
         pdclient::PdClient::new(urls.into_iter().flat_map(|m| m.client_urls)).unwrap()
     }
 
+    /// The store ID of every TiKV object (each must have one: call it once the cluster is Ready).
+    pub async fn store_ids(&self) -> std::collections::BTreeMap<String, u64> {
+        self.api::<api::v1alpha1::TiKV>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|t| {
+                let id = t
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.id.as_deref())
+                    .map(str::parse);
+                let id = id
+                    .and_then(Result::ok)
+                    .expect("a TiKV of a Ready cluster has a store ID");
+                (t.metadata.name.unwrap_or_default(), id)
+            })
+            .collect()
+    }
+
+    /// Whether an Event with `reason` was recorded (about the object `about`, when given).
+    pub async fn has_event(&self, reason: &str, about: Option<&str>) -> bool {
+        self.api::<k8s_openapi::api::core::v1::Event>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && about.is_none_or(|a| e.involved_object.name.as_deref() == Some(a))
+            })
+    }
+
     /// Stops the controllers and the node agent (its pods' processes die with it).
     pub async fn stop(mut self) {
         for c in &self.controllers {
@@ -156,6 +192,22 @@ pub async fn up_stores(pd: &pdclient::PdClient, version: Option<&str>) -> Option
             .filter(|s| version.is_none_or(|v| s.store.version == v))
             .count(),
     )
+}
+
+/// A pod watch event as (pod, going): `going` once it is terminating or deleted. `None` for the
+/// watcher's bookkeeping events.
+pub fn pod_change(
+    ev: kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Pod>,
+) -> Option<(k8s_openapi::api::core::v1::Pod, bool)> {
+    use kube::runtime::watcher::Event;
+    match ev {
+        Event::Apply(p) | Event::InitApply(p) => {
+            let going = p.metadata.deletion_timestamp.is_some();
+            Some((p, going))
+        }
+        Event::Delete(p) => Some((p, true)),
+        _ => None,
+    }
 }
 
 /// The pod runs, is Ready and is not terminating.

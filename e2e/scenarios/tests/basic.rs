@@ -194,17 +194,9 @@ async fn basic_cluster_ready_scale_out_and_pod_recreation() {
         })
         .count();
     assert_eq!(typo, 1, "the rollout stopped at the first store");
-    let events = env
-        .api::<k8s_openapi::api::core::v1::Event>()
-        .list(&Default::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("PodCannotRun")
-                && e.involved_object.name.as_deref() == Some(broken.name_any().as_str()))
+        env.has_event("PodCannotRun", Some(&broken.name_any()))
+            .await
     );
     let fixed = serde_json::json!({"spec": {"template": {"spec": {"image": "pingcap/tikv"}}}});
     env.api::<TiKVGroup>()

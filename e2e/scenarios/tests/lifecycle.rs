@@ -33,6 +33,18 @@ async fn cluster_condition(env: &e2e::Env, type_: &str, want: bool) {
     .await;
 }
 
+/// Every pod's UID by name: a recreated pod has a new one.
+async fn pod_uids(env: &e2e::Env) -> BTreeMap<String, String> {
+    env.api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap()))
+        .collect()
+}
+
 async fn names<K>(env: &e2e::Env) -> Vec<String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -87,15 +99,7 @@ async fn pause_suspend_resume_and_delete() {
     cluster_condition(&env, "Ready", true).await;
     let before = ids(&env).await;
     assert_eq!(before.len(), 6);
-    let pods_before: BTreeMap<String, String> = env
-        .api::<Pod>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| (p.name_any(), p.uid().unwrap()))
-        .collect();
+    let pods_before = pod_uids(&env).await;
 
     // Paused: a scale-out is not acted on, and the group says why.
     patch_cluster(&env, serde_json::json!({"paused": true})).await;
@@ -126,15 +130,7 @@ async fn pause_suspend_resume_and_delete() {
     patch_cluster(&env, serde_json::json!({"paused": false})).await;
     cluster_condition(&env, "Paused", false).await;
     cluster_condition(&env, "Ready", true).await;
-    let pods_now: BTreeMap<String, String> = env
-        .api::<Pod>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| (p.name_any(), p.uid().unwrap()))
-        .collect();
+    let pods_now = pod_uids(&env).await;
     assert_eq!(pods_now, pods_before, "pause and unpause touched no pod");
 
     // Suspended: no pod runs, every PVC stays.

@@ -5,7 +5,7 @@
 //! nothing: the others keep their stores and PVCs.
 
 use api::v1alpha1::{TiKV, TiKVGroup};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use operator_runtime::conditions;
@@ -49,17 +49,7 @@ async fn two_step_scale_in_refusal_and_cancel() {
         "{}",
         refused.1.message
     );
-    let events = env
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("StoreRemovalRefused"))
-    );
+    assert!(env.has_event("StoreRemovalRefused", None).await);
     let id: u64 = refused
         .0
         .status

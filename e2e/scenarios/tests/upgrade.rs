@@ -46,15 +46,7 @@ async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
     env.apply_example("basic").await;
     env.wait_cluster_ready("basic", 180).await;
     let pd = env.pd_members("basic").await;
-    let ids: BTreeMap<String, u64> = env
-        .api::<TiKV>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|t| (t.name_any(), t.status.unwrap().id.unwrap().parse().unwrap()))
-        .collect();
+    let ids = env.store_ids().await;
     let pd_names: Vec<String> = pd
         .members()
         .await
@@ -83,13 +75,8 @@ async fn pd_then_tikv_upgrade_survives_a_controller_restart() {
             let mut live: BTreeMap<String, bool> = BTreeMap::new();
             let mut stream = watcher(pods, watcher::Config::default()).boxed();
             while let Some(Ok(ev)) = stream.next().await {
-                let (p, gone) = match ev {
-                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                        let gone = p.metadata.deletion_timestamp.is_some();
-                        (p, gone)
-                    }
-                    watcher::Event::Delete(p) => (p, true),
-                    _ => continue,
+                let Some((p, gone)) = e2e::pod_change(ev) else {
+                    continue;
                 };
                 let name = p.name_any();
                 if !gone {

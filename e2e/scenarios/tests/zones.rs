@@ -106,13 +106,8 @@ async fn zone_by_zone_upgrade_restarts_one_zone_at_a_time() {
             let config = watcher::Config::default().labels("app.kubernetes.io/component=tikv");
             let mut stream = watcher(pods, config).boxed();
             while let Some(Ok(ev)) = stream.next().await {
-                let (p, gone) = match ev {
-                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                        let gone = p.metadata.deletion_timestamp.is_some();
-                        (p, gone)
-                    }
-                    watcher::Event::Delete(p) => (p, true),
-                    _ => continue,
+                let Some((p, gone)) = e2e::pod_change(ev) else {
+                    continue;
                 };
                 let name = p.name_any();
                 zones.insert(name.clone(), zone(&p));

@@ -76,6 +76,19 @@ impl Log {
         self.lock().entries.clone()
     }
 
+    /// Prints every entry, relative to `t0` (the benches' verbose mode).
+    pub fn print(&self, t0: Instant) {
+        for e in self.entries() {
+            println!(
+                "  {:>8} {} {}={}",
+                rel(t0, Some(e.at)),
+                e.subject,
+                e.aspect,
+                e.value
+            );
+        }
+    }
+
     /// The value of `subject.aspect` at `t` (the last change at or before it).
     pub fn value_at(&self, subject: &str, aspect: &str, t: Instant) -> Option<String> {
         self.lock()
