@@ -16,7 +16,10 @@ generate:
     cargo run -q -p api --bin crdgen
 
 # Run every test: unit, against a real kube-apiserver and pd-server, and end to end.
+# The binaries that tests start as processes (controllers, tikv-sim, node agent, testenv-up) are
+# built first: `cargo test` builds a package's binaries only for that package's own tests.
 test: deps
+    cargo build --workspace --bins
     cargo test --workspace --no-fail-fast
 
 # Format check and clippy, warnings as errors.
