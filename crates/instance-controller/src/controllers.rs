@@ -65,7 +65,7 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
     let fallback = pd_service_url(&group, &ns, pd.spec.template.server.ports.client.port);
     if pd.meta().deletion_timestamp.is_some() {
         if !cluster_gone(pd.as_ref(), &ctx).await? {
-            let client = Pd::new(&fallback)?;
+            let client = Pd::new(&fallback, &ctx.metrics)?;
             let members = client.members().await?;
             match quorum::decide(&name, &members, Change::Remove) {
                 QuorumStep::Proceed => {
@@ -104,6 +104,7 @@ pub async fn reconcile_pd(pd: Arc<PD>, ctx: Arc<Context>) -> Result<Action, Erro
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.pd.clone())
             .unwrap_or(fallback.clone()),
+        &ctx.metrics,
     )?;
     let members = match client.members().await {
         Ok(m) => Some(m),
@@ -352,7 +353,10 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         .and_then(|c| c.status.as_ref())
         .and_then(|s| s.pd.clone());
     let address = tikv_address(tikv.as_ref(), &ns);
-    let client = pd_url.as_deref().map(Pd::new).transpose()?;
+    let client = pd_url
+        .as_deref()
+        .map(|url| Pd::new(url, &ctx.metrics))
+        .transpose()?;
     // No PD URL means no pod was ever started, so no store can exist. But PD not answering
     // says nothing about the store: a leaving or restarting store must then wait.
     let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)

@@ -76,21 +76,26 @@ fn controller<K: InstanceKind>(
     .shutdown_on_signal()
 }
 
-/// Runs the PD and TiKV controllers until shutdown.
+/// Runs the PD and TiKV controllers until shutdown. Each kind's controller counts its API
+/// requests under its own kind.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
-    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
-    let pd = controller::<PD>(&client, concurrency, namespace.as_deref())
+    let counted =
+        |kind: &str| operator_runtime::counted::client(client.clone(), metrics.clone(), kind);
+    let (pd_client, tikv_client) = (counted("PD"), counted("TiKV"));
+    let pd_ctx = Arc::new(Context::new(pd_client.clone(), metrics.clone(), NAME));
+    let tikv_ctx = Arc::new(Context::new(tikv_client.clone(), metrics, NAME));
+    let pd = controller::<PD>(&pd_client, concurrency, namespace.as_deref())
         .run(
             controllers::reconcile_pd,
             reconcile::error_policy::<PD>,
-            ctx.clone(),
+            pd_ctx,
         )
         .for_each(|_| futures::future::ready(()));
-    let tikv = controller::<TiKV>(&client, concurrency, namespace.as_deref())
+    let tikv = controller::<TiKV>(&tikv_client, concurrency, namespace.as_deref())
         .run(
             controllers::reconcile_tikv,
             reconcile::error_policy::<TiKV>,
-            ctx,
+            tikv_ctx,
         )
         .for_each(|_| futures::future::ready(()));
     tokio::join!(pd, tikv);

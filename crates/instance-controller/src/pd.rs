@@ -1,5 +1,8 @@
 //! The few PD questions and requests the instance controller needs, on top of `pdclient`.
 
+use std::sync::Arc;
+
+use operator_runtime::metrics::Metrics;
 use pdclient::PdClient;
 
 use crate::status::{MemberInfo, StoreInfo};
@@ -8,9 +11,12 @@ use crate::status::{MemberInfo, StoreInfo};
 pub struct Pd(PdClient);
 
 impl Pd {
-    /// A client of PD at `url` (`http://host:port`).
-    pub fn new(url: &str) -> Result<Self, pdclient::Error> {
-        Ok(Self(PdClient::new(vec![url.to_string()])?))
+    /// A client of PD at `url` (`http://host:port`) that counts its requests in `metrics`.
+    pub fn new(url: &str, metrics: &Metrics) -> Result<Self, pdclient::Error> {
+        let m = metrics.clone();
+        let observer: pdclient::Observer =
+            Arc::new(move |r: &pdclient::RequestRecord| m.pd_request(r.method, r.route, r.outcome));
+        Ok(Self(PdClient::builder([url]).observer(observer).build()?))
     }
 
     /// Every member, with its leadership and health.

@@ -30,6 +30,20 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time to establish a TCP connection to one endpoint.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// One request as an [`Observer`] sees it: once per call, whichever endpoints it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRecord<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// The path below `/pd/api/v1` with its parameters as placeholders, e.g. `/store/{id}`.
+    pub route: &'static str,
+    /// `ok`, or the kind of error ([`Error::kind`]).
+    pub outcome: &'static str,
+}
+
+/// Called after every request, e.g. to count requests in metrics.
+pub type Observer = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
+
 /// Client of PD's HTTP API (`/pd/api/v1`) over several endpoints.
 ///
 /// Every request goes to the endpoint that answered last and moves on to the next one when an
@@ -50,6 +64,7 @@ struct Inner {
     timeout: Duration,
     /// Index of the endpoint to try first: the last one that answered.
     preferred: AtomicUsize,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for PdClient {
@@ -62,11 +77,12 @@ impl std::fmt::Debug for PdClient {
 }
 
 /// Builder for [`PdClient`] with non-default timeouts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PdClientBuilder {
     endpoints: Vec<String>,
     timeout: Duration,
     connect_timeout: Duration,
+    observer: Option<Observer>,
 }
 
 impl PdClientBuilder {
@@ -80,6 +96,12 @@ impl PdClientBuilder {
     /// Time to establish a TCP connection to one endpoint (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Calls `observer` after every request.
+    pub fn observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -108,6 +130,7 @@ impl PdClientBuilder {
                 http,
                 timeout: self.timeout,
                 preferred: AtomicUsize::new(0),
+                observer: self.observer,
             }),
         })
     }
@@ -143,6 +166,7 @@ impl PdClient {
                 .collect(),
             timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            observer: None,
         }
     }
 
@@ -155,17 +179,17 @@ impl PdClient {
 
     /// `GET /members`: all members, the PD leader and the etcd leader.
     pub async fn members(&self) -> Result<Members, Error> {
-        self.get_json("/members").await
+        self.get_json("/members", "/members").await
     }
 
     /// `GET /leader`: the current PD leader.
     pub async fn leader(&self) -> Result<Member, Error> {
-        self.get_json("/leader").await
+        self.get_json("/leader", "/leader").await
     }
 
     /// `GET /health`: every member and whether it answers its ping.
     pub async fn health(&self) -> Result<Vec<MemberHealth>, Error> {
-        self.get_json("/health").await
+        self.get_json("/health", "/health").await
     }
 
     /// `POST /leader/transfer/{name}`: asks the leader to hand PD leadership to the member `name`.
@@ -173,41 +197,65 @@ impl PdClient {
     /// `"no valid pd to transfer etcd leader"` (500).
     pub async fn transfer_leader(&self, name: &str) -> Result<(), Error> {
         let path = format!("/leader/transfer/{}", path_segment(name));
-        self.send(Method::POST, &path, None, Idempotent::Yes)
-            .await
-            .map(drop)
+        self.send(
+            Method::POST,
+            "/leader/transfer/{name}",
+            &path,
+            None,
+            Idempotent::Yes,
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /leader/resign`: the leader steps down and a random other member takes over.
     /// Not repeated on another endpoint after a timeout, since it could resign twice.
     pub async fn resign_leader(&self) -> Result<(), Error> {
-        self.send(Method::POST, "/leader/resign", None, Idempotent::No)
-            .await
-            .map(drop)
+        self.send(
+            Method::POST,
+            "/leader/resign",
+            "/leader/resign",
+            None,
+            Idempotent::No,
+        )
+        .await
+        .map(drop)
     }
 
     /// `DELETE /members/name/{name}`: removes a member from the PD (etcd) cluster.
     /// [`Error::NotFound`] if there is no such member.
     pub async fn delete_member(&self, name: &str) -> Result<(), Error> {
         let path = format!("/members/name/{}", path_segment(name));
-        self.send(Method::DELETE, &path, None, Idempotent::Yes)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            "/members/name/{name}",
+            &path,
+            None,
+            Idempotent::Yes,
+        )
+        .await
+        .map(drop)
     }
 
     /// `DELETE /members/id/{id}`: removes a member by its etcd member ID.
     pub async fn delete_member_by_id(&self, member_id: u64) -> Result<(), Error> {
         let path = format!("/members/id/{member_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            "/members/id/{id}",
+            &path,
+            None,
+            Idempotent::Yes,
+        )
+        .await
+        .map(drop)
     }
 
     // ---- cluster ------------------------------------------------------------------------
 
     /// `GET /cluster`: the cluster ID and max-replicas.
     pub async fn cluster(&self) -> Result<ClusterInfo, Error> {
-        self.get_json("/cluster").await
+        self.get_json("/cluster", "/cluster").await
     }
 
     /// The PD cluster ID (from `GET /cluster`).
@@ -217,24 +265,27 @@ impl PdClient {
 
     /// `GET /cluster/status`: bootstrap time and whether the first region is fully replicated.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
-        self.get_json("/cluster/status").await
+        self.get_json("/cluster/status", "/cluster/status").await
     }
 
     /// `GET /config/replicate`: max-replicas, location-labels and related settings.
     pub async fn replication_config(&self) -> Result<ReplicationConfig, Error> {
-        self.get_json("/config/replicate").await
+        self.get_json("/config/replicate", "/config/replicate")
+            .await
     }
 
     /// Sets `replication.max-replicas` (`POST /config/replicate`, merged into the config).
     pub async fn set_max_replicas(&self, max_replicas: u64) -> Result<(), Error> {
         let body = serde_json::json!({ "max-replicas": max_replicas });
-        self.post_json("/config/replicate", &body).await
+        self.post_json("/config/replicate", "/config/replicate", &body)
+            .await
     }
 
     /// Sets `replication.location-labels` (`POST /config/replicate`, merged into the config).
     pub async fn set_location_labels(&self, labels: &[String]) -> Result<(), Error> {
         let body = serde_json::json!({ "location-labels": labels.join(",") });
-        self.post_json("/config/replicate", &body).await
+        self.post_json("/config/replicate", "/config/replicate", &body)
+            .await
     }
 
     // ---- stores -------------------------------------------------------------------------
@@ -242,10 +293,13 @@ impl PdClient {
     /// All stores, tombstones included (`GET /stores/check`; on a PD older than v7.5 that lacks
     /// it, `GET /stores?state=0&state=1&state=2`).
     pub async fn stores(&self) -> Result<Vec<StoreInfo>, Error> {
-        match self.get_json::<StoresList>("/stores/check").await {
+        match self
+            .get_json::<StoresList>("/stores/check", "/stores/check")
+            .await
+        {
             Ok(list) => Ok(list.stores),
             Err(Error::NotFound { .. }) => Ok(self
-                .get_json::<StoresList>("/stores?state=0&state=1&state=2")
+                .get_json::<StoresList>("/stores", "/stores?state=0&state=1&state=2")
                 .await?
                 .stores),
             Err(e) => Err(e),
@@ -262,12 +316,16 @@ impl PdClient {
             .map(|s| format!("state={}", s.as_str()))
             .collect();
         let path = format!("/stores/check?{}", query.join("&"));
-        Ok(self.get_json::<StoresList>(&path).await?.stores)
+        Ok(self
+            .get_json::<StoresList>("/stores/check", &path)
+            .await?
+            .stores)
     }
 
     /// `GET /store/{id}`. [`Error::NotFound`] for an unknown store.
     pub async fn store(&self, store_id: u64) -> Result<StoreInfo, Error> {
-        self.get_json(&format!("/store/{store_id}")).await
+        self.get_json("/store/{id}", &format!("/store/{store_id}"))
+            .await
     }
 
     /// The number of region leaders PD sees on a store (one `GET /store/{id}`; PD refreshes the
@@ -281,7 +339,7 @@ impl PdClient {
     /// would remain; 410 for a tombstone; repeating the call on an Offline store is a no-op.
     pub async fn delete_store(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/store/{store_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+        self.send(Method::DELETE, "/store/{id}", &path, None, Idempotent::Yes)
             .await
             .map(drop)
     }
@@ -289,15 +347,22 @@ impl PdClient {
     /// `POST /store/{id}/state?state=Up`: cancels a removal that has not reached Tombstone.
     pub async fn cancel_delete_store(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/store/{store_id}/state?state=Up");
-        self.send(Method::POST, &path, None, Idempotent::Yes)
-            .await
-            .map(drop)
+        self.send(
+            Method::POST,
+            "/store/{id}/state",
+            &path,
+            None,
+            Idempotent::Yes,
+        )
+        .await
+        .map(drop)
     }
 
     /// `DELETE /stores/remove-tombstone`: forgets every tombstone that holds no regions.
     pub async fn remove_tombstones(&self) -> Result<(), Error> {
         self.send(
             Method::DELETE,
+            "/stores/remove-tombstone",
             "/stores/remove-tombstone",
             None,
             Idempotent::Yes,
@@ -312,8 +377,12 @@ impl PdClient {
         store_id: u64,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), Error> {
-        self.post_json(&format!("/store/{store_id}/label"), labels)
-            .await
+        self.post_json(
+            "/store/{id}/label",
+            &format!("/store/{store_id}/label"),
+            labels,
+        )
+        .await
     }
 
     /// `POST /stores/limit`: sets the add-peer and remove-peer rate (operations per minute) of
@@ -325,6 +394,7 @@ impl PdClient {
     pub async fn set_all_store_limit(&self, rate_per_minute: f64) -> Result<(), Error> {
         self.post_json(
             "/stores/limit",
+            "/stores/limit",
             &serde_json::json!({ "rate": rate_per_minute }),
         )
         .await
@@ -334,7 +404,7 @@ impl PdClient {
 
     /// `GET /schedulers`: the names of the running schedulers.
     pub async fn schedulers(&self) -> Result<Vec<String>, Error> {
-        self.get_json("/schedulers").await
+        self.get_json("/schedulers", "/schedulers").await
     }
 
     /// Adds `store_id` to the evict-leader scheduler (`POST /schedulers`; PD creates the
@@ -342,7 +412,7 @@ impl PdClient {
     /// away until the entry is removed.
     pub async fn add_evict_leader(&self, store_id: u64) -> Result<(), Error> {
         let body = serde_json::json!({ "name": EVICT_LEADER_SCHEDULER, "store_id": store_id });
-        self.post_json("/schedulers", &body).await
+        self.post_json("/schedulers", "/schedulers", &body).await
     }
 
     /// Removes `store_id` from the evict-leader scheduler
@@ -351,7 +421,8 @@ impl PdClient {
     /// scheduler at all.
     pub async fn remove_evict_leader(&self, store_id: u64) -> Result<(), Error> {
         let path = format!("/scheduler-config/{EVICT_LEADER_SCHEDULER}/delete/{store_id}");
-        self.send(Method::DELETE, &path, None, Idempotent::Yes)
+        let route = "/scheduler-config/evict-leader-scheduler/delete/{id}";
+        self.send(Method::DELETE, route, &path, None, Idempotent::Yes)
             .await
             .map(drop)
     }
@@ -359,15 +430,15 @@ impl PdClient {
     /// The stores whose leaders are being evicted, sorted (empty when the scheduler does not
     /// exist).
     pub async fn evict_leader_stores(&self) -> Result<Vec<u64>, Error> {
-        let path = format!("/scheduler-config/{EVICT_LEADER_SCHEDULER}/list");
-        match self.get_json::<EvictLeaderConfig>(&path).await {
+        let path = "/scheduler-config/evict-leader-scheduler/list";
+        match self.get_json::<EvictLeaderConfig>(path, path).await {
             Ok(config) => {
                 let mut ids = config
                     .store_id_ranges
                     .keys()
                     .map(|k| {
                         k.parse::<u64>().map_err(|e| Error::Decode {
-                            path: path.clone(),
+                            path: path.to_string(),
                             source: serde::de::Error::custom(format!("store id {k:?}: {e}")),
                         })
                     })
@@ -386,7 +457,7 @@ impl PdClient {
     /// `GET /regions/check/down-peer`: regions whose leader reports a down peer.
     pub async fn down_peer_regions(&self) -> Result<Vec<RegionInfo>, Error> {
         Ok(self
-            .get_json::<RegionsList>("/regions/check/down-peer")
+            .get_json::<RegionsList>("/regions/check/down-peer", "/regions/check/down-peer")
             .await?
             .regions)
     }
@@ -395,7 +466,10 @@ impl PdClient {
     /// [`Error::NotFound`] here.
     pub async fn region(&self, region_id: u64) -> Result<RegionInfo, Error> {
         let path = format!("/region/id/{region_id}");
-        match self.get_json::<Option<RegionInfo>>(&path).await? {
+        match self
+            .get_json::<Option<RegionInfo>>("/region/id/{id}", &path)
+            .await?
+        {
             Some(region) => Ok(region),
             None => Err(Error::NotFound {
                 message: format!("region {region_id}"),
@@ -405,29 +479,60 @@ impl PdClient {
 
     // ---- plumbing -----------------------------------------------------------------------
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        let body = self.send(Method::GET, path, None, Idempotent::Yes).await?;
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: &str,
+    ) -> Result<T, Error> {
+        let body = self
+            .send(Method::GET, route, path, None, Idempotent::Yes)
+            .await?;
         serde_json::from_slice(&body).map_err(|source| Error::Decode {
             path: path.to_string(),
             source,
         })
     }
 
-    async fn post_json<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<(), Error> {
+    async fn post_json<B: Serialize + ?Sized>(
+        &self,
+        route: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<(), Error> {
         let body = serde_json::to_vec(body).map_err(|source| Error::Decode {
             path: path.to_string(),
             source,
         })?;
         // Every JSON POST we make sets a value; setting it twice is harmless.
-        self.send(Method::POST, path, Some(body), Idempotent::Yes)
+        self.send(Method::POST, route, path, Some(body), Idempotent::Yes)
             .await
             .map(drop)
     }
 
     /// Sends one request, failing over between endpoints, and returns the body of a 2xx answer.
+    /// `route` is `path` with its parameters as placeholders, for the observer.
     async fn send(
         &self,
         method: Method,
+        route: &'static str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        idempotent: Idempotent,
+    ) -> Result<Bytes, Error> {
+        let result = self.send_to_any(&method, path, body, idempotent).await;
+        if let Some(observe) = &self.inner.observer {
+            observe(&RequestRecord {
+                method: method.as_str(),
+                route,
+                outcome: result.as_ref().map_or_else(Error::kind, |_| "ok"),
+            });
+        }
+        result
+    }
+
+    async fn send_to_any(
+        &self,
+        method: &Method,
         path: &str,
         body: Option<Vec<u8>>,
         idempotent: Idempotent,
@@ -439,7 +544,7 @@ impl PdClient {
         for i in 0..n {
             let idx = (first + i) % n;
             let endpoint = &self.inner.endpoints[idx];
-            match self.attempt(endpoint, &method, path, body.clone()).await {
+            match self.attempt(endpoint, method, path, body.clone()).await {
                 Ok((status, bytes)) => {
                     self.inner.preferred.store(idx, Ordering::Relaxed);
                     return answer(status, bytes);

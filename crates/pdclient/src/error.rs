@@ -74,6 +74,20 @@ impl Error {
         matches!(self, Error::NotFound { .. })
     }
 
+    /// A fixed word per variant (for metrics labels): `not_found`, `not_bootstrapped`, `refused`,
+    /// `unavailable`, `decode`, `invalid_endpoint`, `no_endpoints`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::NotBootstrapped => "not_bootstrapped",
+            Error::Refused { .. } => "refused",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Decode { .. } => "decode",
+            Error::InvalidEndpoint { .. } => "invalid_endpoint",
+            Error::NoEndpoints => "no_endpoints",
+        }
+    }
+
     /// True when trying again later may help: PD was unreachable or not bootstrapped yet.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable { .. } | Error::NotBootstrapped)

@@ -19,8 +19,8 @@ pub mod proto;
 pub mod types;
 
 pub use client::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, EVICT_LEADER_SCHEDULER, PdClient,
-    PdClientBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, EVICT_LEADER_SCHEDULER, Observer, PdClient,
+    PdClientBuilder, RequestRecord,
 };
 pub use error::Error;
 pub use types::{

@@ -332,3 +332,41 @@ async fn fails_over_and_remembers_the_endpoint_that_answered() {
             .contains(&"POST /pd/api/v1/leader/resign".to_string())
     );
 }
+
+#[tokio::test]
+async fn the_observer_sees_each_call_once_by_route_and_outcome() {
+    let pd = FakePd::start(&[
+        ("GET /pd/api/v1/store/1", 200, STORE_UP),
+        (
+            "DELETE /pd/api/v1/store/1",
+            200,
+            r#""The store is set as Offline.""#,
+        ),
+    ])
+    .await;
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let observer: pdclient::Observer = Arc::new(move |r: &pdclient::RequestRecord| {
+        record
+            .lock()
+            .unwrap()
+            .push(format!("{} {} {}", r.method, r.route, r.outcome));
+    });
+    // The first endpoint is closed: failover is one call, not two.
+    let c = PdClient::builder([closed_endpoint().await, pd.url()])
+        .timeout(Duration::from_millis(300))
+        .observer(observer)
+        .build()
+        .unwrap();
+    c.store(1).await.unwrap();
+    c.delete_store(1).await.unwrap();
+    assert!(c.store(2).await.unwrap_err().is_not_found());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "GET /store/{id} ok",
+            "DELETE /store/{id} ok",
+            "GET /store/{id} not_found"
+        ]
+    );
+}

@@ -1,10 +1,11 @@
 //! What every controller binary shares: structured logging, the metrics and health HTTP server,
-//! server-side apply with a per-controller field manager, pure condition merging, waiting for
-//! CRDs, and Lease-based leader election.
+//! server-side apply with a per-controller field manager, request counting, pure condition
+//! merging, waiting for CRDs, and Lease-based leader election.
 
 pub mod app;
 pub mod conditions;
 pub mod context;
+pub mod counted;
 pub mod crds;
 pub mod finalizer;
 pub mod leader;

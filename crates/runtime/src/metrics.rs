@@ -1,7 +1,8 @@
 //! Prometheus metrics every controller exports: reconcile runs, failures by a low-cardinality
-//! category, and reconcile duration.
+//! category, reconcile duration, and the requests a controller sends to the API server and to PD
+//! (how hard it works them, per reconciled kind).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -27,14 +28,38 @@ pub struct FailureLabels {
     pub category: String,
 }
 
+/// Labels of the API request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The kind whose controller sent the request, e.g. `TiKV`.
+    pub kind: String,
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// Resource and subresource, e.g. `pods` or `tikvs/status`.
+    pub resource: String,
+}
+
+/// Labels of the PD request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PdLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Route below `/pd/api/v1` with its parameters as placeholders, e.g. `/store/{id}`.
+    pub route: String,
+    /// `ok`, or what went wrong (`not_found`, `refused`, `unavailable`, ...).
+    pub outcome: String,
+}
+
 /// The metrics of one controller process.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
+    registry: Arc<Registry>,
     runs: Family<KindLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
     leader: Gauge,
+    api_requests: Family<ApiLabels, Counter>,
+    pd_requests: Family<PdLabels, Counter>,
 }
 
 impl Metrics {
@@ -50,6 +75,8 @@ impl Metrics {
             ])
         });
         let leader = Gauge::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        let pd_requests = Family::<PdLabels, Counter>::default();
         registry.register("reconcile_runs", "Reconciles run", runs.clone());
         registry.register(
             "reconcile_failures",
@@ -66,18 +93,25 @@ impl Metrics {
             "1 while this process holds the leader lease",
             leader.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server",
+            api_requests.clone(),
+        );
+        registry.register(
+            "pd_requests",
+            "Requests sent to PD's HTTP API",
+            pd_requests.clone(),
+        );
         Self {
-            registry: Arc::new(Mutex::new(registry)),
+            registry: Arc::new(registry),
             runs,
             failures,
             duration,
             leader,
+            api_requests,
+            pd_requests,
         }
-    }
-
-    /// Lets a controller register its own metrics.
-    pub fn registry(&self) -> Arc<Mutex<Registry>> {
-        self.registry.clone()
     }
 
     /// Starts timing a reconcile of `kind`; the run is counted and timed when the guard drops.
@@ -104,6 +138,28 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one request to the API server made for `kind`.
+    pub fn api_request(&self, kind: &str, verb: &str, resource: &str) {
+        self.api_requests
+            .get_or_create(&ApiLabels {
+                kind: kind.to_string(),
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one request to PD.
+    pub fn pd_request(&self, method: &str, route: &str, outcome: &str) {
+        self.pd_requests
+            .get_or_create(&PdLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// Records whether this process leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -112,9 +168,8 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -154,6 +209,8 @@ mod tests {
         drop(m.reconcile("TiKV"));
         m.failure("TiKV", "pd_unavailable");
         m.set_leader(true);
+        m.api_request("TiKV", "get", "pods");
+        m.pd_request("GET", "/stores/check", "ok");
         let text = m.encode();
         assert!(
             text.contains(r#"tikv_operator_reconcile_runs_total{kind="TiKV"} 2"#),
@@ -164,5 +221,11 @@ mod tests {
         ));
         assert!(text.contains(r#"tikv_operator_reconcile_duration_seconds_count{kind="TiKV"} 2"#));
         assert!(text.contains("tikv_operator_leader 1"));
+        assert!(text.contains(
+            r#"tikv_operator_api_requests_total{kind="TiKV",verb="get",resource="pods"} 1"#
+        ));
+        assert!(text.contains(
+            r#"tikv_operator_pd_requests_total{method="GET",route="/stores/check",outcome="ok"} 1"#
+        ));
     }
 }

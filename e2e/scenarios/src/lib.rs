@@ -16,6 +16,8 @@ pub struct Env {
     pub client: Client,
     /// The scenario's namespace.
     pub ns: String,
+    /// The instance controller's metrics (kept across controller restarts), for the benches.
+    pub instance_metrics: operator_runtime::metrics::Metrics,
     agent: Option<Agent>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -39,10 +41,12 @@ impl Env {
         let agent = Agent::start(client.clone(), config)
             .await
             .expect("node agent starts");
-        let controllers = spawn_controllers(&client, &ns);
+        let instance_metrics = operator_runtime::metrics::Metrics::new();
+        let controllers = spawn_controllers(&client, &ns, &instance_metrics);
         Env {
             client,
             ns,
+            instance_metrics,
             agent: Some(agent),
             controllers,
         }
@@ -126,7 +130,7 @@ impl Env {
             let _ = c.await;
         }
         tokio::time::sleep(down_for).await;
-        self.controllers = spawn_controllers(&self.client, &self.ns);
+        self.controllers = spawn_controllers(&self.client, &self.ns, &self.instance_metrics);
     }
 
     /// A PD client that knows every member's URL, so it keeps working while members restart.
@@ -228,8 +232,13 @@ fn init_logging() {
         .try_init();
 }
 
-/// The three controllers, in-process, scoped to `ns`.
-fn spawn_controllers(client: &Client, ns: &str) -> Vec<tokio::task::JoinHandle<()>> {
+/// The three controllers, in-process, scoped to `ns`; the instance controller reports into
+/// `instance_metrics`.
+fn spawn_controllers(
+    client: &Client,
+    ns: &str,
+    instance_metrics: &operator_runtime::metrics::Metrics,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let metrics = operator_runtime::metrics::Metrics::new;
     let scope = Some(ns.to_string());
     vec![
@@ -247,7 +256,7 @@ fn spawn_controllers(client: &Client, ns: &str) -> Vec<tokio::task::JoinHandle<(
         )),
         tokio::spawn(instance_controller::run(
             client.clone(),
-            metrics(),
+            instance_metrics.clone(),
             4,
             scope,
         )),
