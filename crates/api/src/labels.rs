@@ -29,6 +29,20 @@ pub const REPLACEMENT_FOR: &str = "tikv.org/replacement-for";
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The revision an object (instance, pod) was built from: its [`REVISION`] label.
+pub fn revision(meta: &ObjectMeta) -> Option<&str> {
+    meta.labels.as_ref()?.get(REVISION).map(String::as_str)
+}
+
+/// Sets the [`REVISION`] label.
+pub fn set_revision(meta: &mut ObjectMeta, revision: &str) {
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(REVISION.to_string(), revision.to_string());
+}
+
 /// The labels that select every object of one group (pods, instances, services).
 pub fn group_selector(cluster: &str, component: &str, group: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -48,4 +62,19 @@ pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revision_label_is_read_and_written_in_one_place() {
+        let mut meta = ObjectMeta::default();
+        assert_eq!(revision(&meta), None);
+        set_revision(&mut meta, "g-1");
+        set_revision(&mut meta, "g-2");
+        assert_eq!(revision(&meta), Some("g-2"));
+        assert_eq!(meta.labels.unwrap().len(), 1);
+    }
 }

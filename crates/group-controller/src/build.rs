@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use api::conditions::{progressing, ready};
 use api::v1alpha1::GroupStatus;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -60,11 +61,13 @@ pub fn services<G: GroupKind>(group: &G) -> Vec<Service> {
     out
 }
 
-/// Counts and revisions of a group, computed from its instances.
+/// Counts and revisions of a group, computed from its instances. `collisions`: the collision
+/// count that named the update revision (`None`: keep the stored one).
 pub fn status<G: GroupKind>(
     group: &G,
     instances: &[InstanceView],
     update_revision: &str,
+    collisions: Option<i32>,
     synced: NewCondition,
     now: Time,
 ) -> GroupStatus {
@@ -108,18 +111,22 @@ pub fn status<G: GroupKind>(
     };
     let new = [
         NewCondition::new(
-            "Ready",
+            ready::TYPE,
             is_ready,
-            if is_ready { "AllReady" } else { "NotAllReady" },
+            if is_ready {
+                ready::ALL_READY
+            } else {
+                ready::NOT_ALL_READY
+            },
             progressing_message.clone(),
         ),
         NewCondition::new(
-            "Progressing",
+            progressing::TYPE,
             !is_ready || leaving > 0,
             if is_ready && leaving == 0 {
-                "Stable"
+                progressing::STABLE
             } else {
-                "Reconciling"
+                progressing::RECONCILING
             },
             progressing_message,
         ),
@@ -135,7 +142,7 @@ pub fn status<G: GroupKind>(
         current_replicas: current as i32,
         current_revision: Some(current_revision),
         update_revision: Some(update_revision.to_string()),
-        collision_count: old.collision_count,
+        collision_count: collisions.filter(|c| *c > 0).or(old.collision_count),
         version,
         selector: Some(api::labels::selector_string(&api::labels::group_selector(
             &group.cluster().name,
@@ -205,6 +212,7 @@ spec:
                 view("c", "r1", false),
             ],
             "r1",
+            None,
             synced.clone(),
             now(),
         );
@@ -230,6 +238,7 @@ spec:
                 view("c", "r1", true),
             ],
             "r1",
+            None,
             synced,
             now(),
         );
@@ -246,6 +255,7 @@ spec:
             &g,
             &[view("a", "r1", true), view("b", "r1", true)],
             "r1",
+            None,
             synced.clone(),
             now(),
         ));
@@ -253,6 +263,7 @@ spec:
             &g,
             &[view("a", "r2", true), view("b", "r1", true)],
             "r2",
+            None,
             synced.clone(),
             now(),
         );
@@ -263,10 +274,15 @@ spec:
             &g,
             &[view("a", "r2", true), view("b", "r2", true)],
             "r2",
+            None,
             synced,
             now(),
         );
         assert_eq!(done.current_revision.as_deref(), Some("r2"));
+        // The collision count that named the revision is kept.
+        let synced = NewCondition::new("Synced", true, "Synced", "");
+        let s = status(&g, &[], "r3", Some(2), synced, now());
+        assert_eq!(s.collision_count, Some(2));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
+use api::conditions::{offlined, store_down};
 use api::v1alpha1::{
-    ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy, TiKV,
-    TiKVGroup, TiKVSpec, UpdatePolicy,
+    ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy,
+    StoreRestart, TiKV, TiKVGroup, TiKVSpec, UpdatePolicy,
 };
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
@@ -40,6 +41,8 @@ pub trait GroupKind:
     const COMPONENT: &'static str;
     /// TiKV removes stores in two steps; PD deletes members directly.
     const TWO_STEP_SCALE_IN: bool;
+    /// The instances form a quorum (PD): they restart one at a time.
+    const QUORUM: bool;
     /// Named ports of the headless peer Service.
     fn ports(&self) -> Vec<(&'static str, i32)>;
     /// The Cluster reference.
@@ -61,18 +64,27 @@ pub trait GroupKind:
     /// Status, if any.
     fn status(&self) -> Option<&GroupStatus>;
     /// Builds the instance as the group wants it. `existing` is the current object, if any, for
-    /// what is fixed at creation (topology, PD initial members).
+    /// what is fixed at creation (topology, PD initial members) or changes on its own path
+    /// (`offline`). `zone_by_zone`: the group restarts whole zones together.
     fn build_instance(
         &self,
         name: &str,
         topology: Option<BTreeMap<String, String>>,
         initial_members: &[String],
         existing: Option<&Self::Instance>,
+        zone_by_zone: bool,
     ) -> Self::Instance;
     /// The planner's view of an instance.
     fn view(instance: &Self::Instance) -> InstanceView;
-    /// The instance's `spec.offline` set to `offline` (TiKV); PD instances are returned unchanged.
-    fn with_offline(instance: &Self::Instance, offline: bool) -> Self::Instance;
+    /// A merge patch that brings what the instance needs from the group's update policy outside
+    /// the template (TiKV: `spec.restart`) up to date; `None` when it is.
+    fn restart_patch(
+        &self,
+        _instance: &Self::Instance,
+        _zone_by_zone: bool,
+    ) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Name of the headless Service that gives every pod of a group its stable DNS name.
@@ -82,20 +94,11 @@ pub fn peer_service_name(group: &str) -> String {
 
 /// The view of the common parts of an instance.
 fn common_view(meta: &kube::api::ObjectMeta, status: Option<&InstanceStatus>) -> InstanceView {
-    let revision = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(api::labels::REVISION))
-        .cloned();
-    let ready = status.is_some_and(|s| {
-        conditions::is_true(&s.conditions, "Ready")
-            && s.current_revision.is_some()
-            && s.current_revision == revision
-    });
+    let revision = api::labels::revision(meta);
     InstanceView {
         name: meta.name.clone().unwrap_or_default(),
-        revision,
-        ready,
+        ready: status.is_some_and(|s| s.ready_at(revision)),
+        revision: revision.map(String::from),
         deleting: meta.deletion_timestamp.is_some(),
         preferred_victim: meta
             .annotations
@@ -166,6 +169,7 @@ impl GroupKind for PDGroup {
     type Instance = PD;
     const COMPONENT: &'static str = "pd";
     const TWO_STEP_SCALE_IN: bool = false;
+    const QUORUM: bool = true;
 
     fn ports(&self) -> Vec<(&'static str, i32)> {
         let p = &self.spec.template.spec.server.ports;
@@ -178,6 +182,7 @@ impl GroupKind for PDGroup {
         topology: Option<BTreeMap<String, String>>,
         initial_members: &[String],
         existing: Option<&PD>,
+        _zone_by_zone: bool,
     ) -> PD {
         let group = self.meta().name.clone().unwrap_or_default();
         let spec = PDSpec {
@@ -209,15 +214,13 @@ impl GroupKind for PDGroup {
             ..common_view(&pd.metadata, status.map(|s| &s.common))
         }
     }
-    fn with_offline(pd: &PD, _offline: bool) -> PD {
-        pd.clone()
-    }
 }
 
 impl GroupKind for TiKVGroup {
     type Instance = TiKV;
     const COMPONENT: &'static str = "tikv";
     const TWO_STEP_SCALE_IN: bool = true;
+    const QUORUM: bool = false;
 
     fn ports(&self) -> Vec<(&'static str, i32)> {
         let p = &self.spec.template.spec.server.ports;
@@ -238,6 +241,7 @@ impl GroupKind for TiKVGroup {
         topology: Option<BTreeMap<String, String>>,
         _initial_members: &[String],
         existing: Option<&TiKV>,
+        zone_by_zone: bool,
     ) -> TiKV {
         let group = self.meta().name.clone().unwrap_or_default();
         let spec = TiKVSpec {
@@ -247,6 +251,7 @@ impl GroupKind for TiKVGroup {
                 .unwrap_or(topology),
             subdomain: peer_service_name(&group),
             offline: existing.is_some_and(|e| e.spec.offline),
+            restart: StoreRestart::of(&self.spec.update_policy, zone_by_zone),
             template: self.spec.template.spec.clone(),
         };
         let mut tikv = TiKV::new(name, spec);
@@ -263,18 +268,18 @@ impl GroupKind for TiKVGroup {
         let status = tikv.status.as_ref();
         InstanceView {
             offline: tikv.spec.offline,
-            offlined: status.is_some_and(|s| conditions::is_true(&s.common.conditions, "Offlined")),
+            offlined: status
+                .is_some_and(|s| conditions::is_true(&s.common.conditions, offlined::TYPE)),
             topology: tikv.spec.topology.clone(),
             down_since: status
-                .and_then(|s| conditions::find(&s.common.conditions, "StoreDown"))
+                .and_then(|s| conditions::find(&s.common.conditions, store_down::TYPE))
                 .filter(|c| c.status == conditions::TRUE)
                 .map(|c| c.last_transition_time.0.as_second()),
             ..common_view(&tikv.metadata, status.map(|s| &s.common))
         }
     }
-    fn with_offline(tikv: &TiKV, offline: bool) -> TiKV {
-        let mut t = tikv.clone();
-        t.spec.offline = offline;
-        t
+    fn restart_patch(&self, tikv: &TiKV, zone_by_zone: bool) -> Option<serde_json::Value> {
+        let want = StoreRestart::of(&self.spec.update_policy, zone_by_zone);
+        (tikv.spec.restart != want).then(|| serde_json::json!({"spec": {"restart": want}}))
     }
 }

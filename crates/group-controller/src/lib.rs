@@ -36,7 +36,7 @@ pub const CRDS: &[&str] = &[
 
 /// Whether a group status says Ready.
 pub fn conditions_ready(status: &GroupStatus) -> bool {
-    operator_runtime::conditions::is_true(&status.conditions, "Ready")
+    operator_runtime::conditions::is_true(&status.conditions, api::conditions::ready::TYPE)
 }
 
 fn error_policy<G: GroupKind>(_group: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use api::conditions::ready;
 use api::v1alpha1::{PDGroup, ReplicationStatus, WeightedTopology};
 use operator_runtime::conditions;
 
@@ -42,6 +43,9 @@ pub struct GroupView<'a> {
     pub update_revision: &'a str,
     /// How many instances may be unavailable because of the rollout.
     pub max_unavailable: usize,
+    /// The instances form a quorum (PD members): they restart one at a time, never while another
+    /// is restarting or leaving, whatever `max_unavailable` says.
+    pub quorum: bool,
     /// Evenly-spread topologies, if any.
     pub topologies: &'a [WeightedTopology],
     /// TiKV: scale in by taking stores offline first (two steps). PD: delete directly.
@@ -215,15 +219,32 @@ pub fn plan(
         }
         return actions;
     }
-    // Instances already down cost no availability to update; the rest share the budget.
-    let unavailable = active.iter().filter(|i| !i.ready).count();
-    let mut budget = group.max_unavailable.saturating_sub(unavailable);
     let mut candidates = outdated;
     candidates.sort_by(|a, b| {
         update_order(a)
             .cmp(&update_order(b))
             .then(a.name.cmp(&b.name))
     });
+    if group.quorum {
+        // This is the one order of PD restarts: the member's own last check (its quorum, as PD
+        // sees health) only ever says "not now". One at a time keeps the others a quorum even
+        // when the group's view of readiness lags PD's, so down members go first and the leader
+        // last, and nobody while a member restarts (updated, not ready yet) or leaves PD.
+        let restarting = active
+            .iter()
+            .any(|i| !i.ready && i.revision.as_deref() == Some(group.update_revision));
+        let leaving = instances.iter().any(|i| i.deleting)
+            || actions.iter().any(|a| matches!(a, Action::Delete { .. }));
+        if let Some(first) = candidates.first().filter(|_| !restarting && !leaving) {
+            actions.push(Action::Update {
+                name: first.name.clone(),
+            });
+        }
+        return actions;
+    }
+    // Instances already down cost no availability to update; the rest share the budget.
+    let unavailable = active.iter().filter(|i| !i.ready).count();
+    let mut budget = group.max_unavailable.saturating_sub(unavailable);
     for i in candidates {
         if !i.ready {
             actions.push(Action::Update {
@@ -246,13 +267,13 @@ pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
         let s = g.status.as_ref();
         let observed = s.and_then(|s| s.observed_generation) == g.metadata.generation;
         let done = s.is_some_and(|s| {
-            conditions::is_true(&s.conditions, "Ready")
+            conditions::is_true(&s.conditions, ready::TYPE)
                 && s.current_revision.is_some()
                 && s.current_revision == s.update_revision
         });
         (!observed || !done).then(|| {
             format!(
-                "waiting for PDGroup {} to finish its rollout: PD is upgraded before TiKV",
+                "Waiting for PDGroup {} to finish its rollout: PD is upgraded before TiKV",
                 g.metadata.name.as_deref().unwrap_or_default()
             )
         })
@@ -411,6 +432,7 @@ mod tests {
             desired,
             update_revision: "r2",
             max_unavailable: 1,
+            quorum: false,
             topologies: &[],
             two_step_scale_in: true,
             hold_updates: false,
@@ -623,6 +645,69 @@ mod tests {
                 Action::Update { name: "b".into() }
             ]
         );
+    }
+
+    #[test]
+    fn pd_members_restart_one_at_a_time_down_first_leader_last() {
+        let g = GroupView {
+            quorum: true,
+            two_step_scale_in: false,
+            max_unavailable: 2,
+            ..group(3)
+        };
+        let leader = InstanceView {
+            leader: true,
+            ..inst("a", "r1", true)
+        };
+        let update = |n: &str| vec![Action::Update { name: n.into() }];
+        // All ready: one at a time whatever maxUnavailable says, the leader last.
+        let all_old = [leader.clone(), inst("b", "r1", true), inst("c", "r1", true)];
+        assert_eq!(plan(&g, &all_old, names()), update("b"));
+        // b restarts (updated, not ready yet): nobody else.
+        let mid = [
+            leader.clone(),
+            inst("b", "r2", false),
+            inst("c", "r1", true),
+        ];
+        assert_eq!(plan(&g, &mid, names()), []);
+        // Two members down: the first goes; the other waits for it to be back.
+        let down = [
+            leader.clone(),
+            inst("b", "r1", false),
+            inst("c", "r1", false),
+        ];
+        assert_eq!(plan(&g, &down, names()), update("b"));
+        let one_back = [
+            leader.clone(),
+            inst("b", "r2", true),
+            inst("c", "r1", false),
+        ];
+        assert_eq!(plan(&g, &one_back, names()), update("c"));
+        // A member leaving PD (deleted): nobody restarts meanwhile.
+        let leaving = [
+            leader.clone(),
+            InstanceView {
+                deleting: true,
+                ..inst("b", "r2", true)
+            },
+            inst("c", "r1", true),
+            inst("d", "r1", true),
+        ];
+        assert_eq!(plan(&g, &leaving, names()), []);
+        // Scaling in and rolling at once: the removal first.
+        let four = [
+            leader.clone(),
+            inst("b", "r1", true),
+            inst("c", "r1", true),
+            inst("d", "r1", true),
+        ];
+        assert_eq!(
+            plan(&g, &four, names()),
+            [Action::Delete { name: "d".into() }]
+        );
+        // The leader last, once every other member is done.
+        let last = [leader, inst("b", "r2", true), inst("c", "r2", true)];
+        assert_eq!(plan(&g, &last, names()), update("a"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::conditions::{synced, zone_by_zone};
 use api::v1alpha1::{Cluster, PDGroup, UpdateMode, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
@@ -13,7 +14,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use operator_runtime::conditions::NewCondition;
+use operator_runtime::conditions::{self, NewCondition};
 pub use operator_runtime::context::Context;
 use operator_runtime::ssa;
 
@@ -42,6 +43,16 @@ impl Error {
         }
     }
 }
+
+/// Requeue of a group whose Cluster does not exist (its creation wakes the group anyway).
+const CLUSTER_MISSING: Duration = Duration::from_secs(30);
+/// Requeue while something outside the group's watches may move: TiKV waiting for PD's rollout
+/// (PDGroups are not watched here), a store Down during its failover period.
+const WATCH_CLOSELY: Duration = Duration::from_secs(2);
+/// Requeue of a group still changing; instance changes wake it through the owner watch anyway.
+const CHANGING: Duration = Duration::from_secs(15);
+/// Requeue of a settled group: a safety net.
+const SETTLED: Duration = Duration::from_secs(300);
 
 /// Random-enough lowercase suffix for instance names, from the clock and a counter.
 pub fn new_instance_name(group: &str) -> String {
@@ -85,14 +96,14 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         ctx.event(
             group.as_ref(),
             EventType::Warning,
-            "ClusterNotFound",
+            synced::CLUSTER_NOT_FOUND,
             msg.clone(),
         )
         .await;
-        let synced = NewCondition::new("Synced", false, "ClusterNotFound", msg);
-        let status = build::status(group.as_ref(), &[], "", synced, now);
+        let synced = NewCondition::new(synced::TYPE, false, synced::CLUSTER_NOT_FOUND, msg);
+        let status = build::status(group.as_ref(), &[], "", None, synced, now);
         ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
-        return Ok(Requeue::requeue(Duration::from_secs(30)));
+        return Ok(Requeue::requeue(CLUSTER_MISSING));
     };
 
     let selector = api::labels::selector_string(&api::labels::group_selector(
@@ -104,17 +115,26 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         .list(&ListParams::default().labels(&selector))
         .await?
         .items;
-    let update_revision = ensure_revision(&ctx, group.as_ref(), &ns, &cluster).await?;
+    let (update_revision, collisions) =
+        ensure_revision(&ctx, group.as_ref(), &ns, &cluster).await?;
+    let collisions = Some(collisions);
     let mut views: Vec<_> = instances.iter().map(G::view).collect();
 
     if cluster.spec.paused {
         let synced = NewCondition::new(
-            "Synced",
+            synced::TYPE,
             false,
-            "Paused",
-            "the cluster is paused; nothing is changed",
+            synced::PAUSED,
+            "The cluster is paused: nothing is changed",
         );
-        let status = build::status(group.as_ref(), &views, &update_revision, synced, now);
+        let status = build::status(
+            group.as_ref(),
+            &views,
+            &update_revision,
+            collisions,
+            synced,
+            now,
+        );
         ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
         return Ok(Requeue::await_change());
     }
@@ -155,17 +175,19 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 &views,
             )
         });
+    let zone_by_zone = matches!(zone_mode, Some(None));
     let view = GroupView {
         desired: usize::try_from(group.replicas()).unwrap_or(0),
         update_revision: &update_revision,
         max_unavailable: usize::try_from(group.update_policy().max_unavailable)
             .unwrap_or(1)
             .max(1),
+        quorum: G::QUORUM,
         topologies,
         two_step_scale_in: G::TWO_STEP_SCALE_IN,
         hold_updates: pd_pending.is_some(),
         failover: group.failover(),
-        zone_by_zone: matches!(zone_mode, Some(None)),
+        zone_by_zone,
         now: now.0.as_second(),
     };
     let actions = plan::plan(&view, &views, || new_instance_name(&name));
@@ -193,6 +215,25 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         Vec::new()
     };
 
+    // What the instances need from the update policy, outside their template, kept current.
+    for instance in instances
+        .iter()
+        .filter(|i| i.meta().deletion_timestamp.is_none())
+    {
+        if let Some(patch) = group.restart_patch(instance, zone_by_zone) {
+            instances_api
+                .patch(
+                    &instance.name_any(),
+                    &PatchParams {
+                        field_manager: Some(ctx.manager.clone()),
+                        ..Default::default()
+                    },
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+    }
+
     for action in &actions {
         match action {
             Action::Create {
@@ -200,15 +241,21 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 topology,
                 replacement_for,
             } => {
-                let mut obj = group.build_instance(iname, topology.clone(), &initial_members, None);
-                set_revision(&mut obj, &update_revision);
+                let mut obj = group.build_instance(
+                    iname,
+                    topology.clone(),
+                    &initial_members,
+                    None,
+                    zone_by_zone,
+                );
+                api::labels::set_revision(obj.meta_mut(), &update_revision);
                 if let Some(target) = replacement_for {
                     obj.meta_mut()
                         .annotations
                         .get_or_insert_with(Default::default)
                         .insert(api::labels::REPLACEMENT_FOR.to_string(), target.clone());
                     let note = format!(
-                        "{target} has been Down for longer than the failover period; {iname} replaces it"
+                        "{target} has been Down for longer than the failover period: {iname} replaces it"
                     );
                     ctx.event(
                         group.as_ref(),
@@ -231,21 +278,21 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceCreated",
-                    format!("created {} {iname}", G::Instance::kind(&())),
+                    format!("Created {} {iname}", G::Instance::kind(&())),
                 )
                 .await;
                 views.push(G::view(&obj));
             }
             Action::Update { name: iname } => {
                 let existing = instances.iter().find(|i| i.name_any() == *iname);
-                let mut obj = group.build_instance(iname, None, &[], existing);
-                set_revision(&mut obj, &update_revision);
+                let mut obj = group.build_instance(iname, None, &[], existing, zone_by_zone);
+                api::labels::set_revision(obj.meta_mut(), &update_revision);
                 ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceUpdating",
-                    format!("rolling {iname} to {update_revision}"),
+                    format!("Updating {iname} to revision {update_revision}"),
                 )
                 .await;
             }
@@ -253,36 +300,34 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 name: iname,
                 offline,
             } => {
-                if let Some(existing) = instances.iter().find(|i| i.name_any() == *iname) {
-                    let mut obj = group.build_instance(
+                // Only `spec.offline`: the store keeps the spec and revision it runs, even when
+                // the template changed meanwhile (it is not updated on its way out).
+                let patch = serde_json::json!({"spec": {"offline": offline}});
+                instances_api
+                    .patch(
                         iname,
-                        None,
-                        &[],
-                        Some(&G::with_offline(existing, *offline)),
-                    );
-                    let revision = existing
-                        .labels()
-                        .get(api::labels::REVISION)
-                        .cloned()
-                        .unwrap_or_else(|| update_revision.clone());
-                    set_revision(&mut obj, &revision);
-                    ssa::apply(&instances_api, &ctx.manager, iname, &obj).await?;
-                    let (reason, note) = if *offline {
-                        (
-                            "ScaleInStarted",
-                            format!(
-                                "taking {iname} offline; PD moves its data away before it is deleted"
-                            ),
-                        )
-                    } else {
-                        (
-                            "ScaleInCancelled",
-                            format!("cancelled the removal of {iname}"),
-                        )
-                    };
-                    ctx.event(group.as_ref(), EventType::Normal, reason, note)
-                        .await;
-                }
+                        &PatchParams {
+                            field_manager: Some(ctx.manager.clone()),
+                            ..Default::default()
+                        },
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+                let (reason, note) = if *offline {
+                    (
+                        "ScaleInStarted",
+                        format!(
+                            "Taking {iname} offline: PD moves its data away before it is deleted"
+                        ),
+                    )
+                } else {
+                    (
+                        "ScaleInCancelled",
+                        format!("Cancelled the removal of {iname}"),
+                    )
+                };
+                ctx.event(group.as_ref(), EventType::Normal, reason, note)
+                    .await;
             }
             Action::Adopt { name: iname } => {
                 // Merge patch: the mark was written at creation, not by server-side apply.
@@ -291,7 +336,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     .patch(iname, &PatchParams::default(), &Patch::Merge(&unmark))
                     .await?;
                 let note =
-                    format!("the store {iname} stood in for is gone; {iname} takes its place");
+                    format!("The store {iname} stood in for is gone: {iname} takes its place");
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
@@ -310,7 +355,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     group.as_ref(),
                     EventType::Normal,
                     "InstanceDeleted",
-                    format!("deleted {iname}"),
+                    format!("Deleted {} {iname}", G::Instance::kind(&())),
                 )
                 .await;
             }
@@ -321,39 +366,40 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let synced = match pd_pending {
         Some(why) => {
             let first = group.status().is_none_or(|s| {
-                !operator_runtime::conditions::has_reason(&s.conditions, "Synced", "WaitingForPD")
+                !conditions::has_reason(&s.conditions, synced::TYPE, synced::WAITING_FOR_PD)
             });
             if first {
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    "WaitingForPD",
+                    synced::WAITING_FOR_PD,
                     why.clone(),
                 )
                 .await;
             }
-            NewCondition::new("Synced", false, "WaitingForPD", why)
+            NewCondition::new(synced::TYPE, false, synced::WAITING_FOR_PD, why)
         }
-        None => NewCondition::new("Synced", true, "Synced", ""),
+        None => NewCondition::new(synced::TYPE, true, synced::SYNCED, ""),
     };
     let mut status = build::status(
         group.as_ref(),
         &views,
         &update_revision,
+        collisions,
         synced,
         now.clone(),
     );
     if let Some(unsafe_why) = zone_mode {
         let c = match unsafe_why {
             None => NewCondition::new(
-                "ZoneByZone",
+                zone_by_zone::TYPE,
                 true,
-                "Safe",
-                "stores restart a zone at a time",
+                zone_by_zone::SAFE,
+                "Stores restart a zone at a time",
             ),
             Some(why) => {
                 let first = group.status().is_none_or(|s| {
-                    !operator_runtime::conditions::has_reason(&s.conditions, "ZoneByZone", "Unsafe")
+                    !conditions::has_reason(&s.conditions, zone_by_zone::TYPE, zone_by_zone::UNSAFE)
                 });
                 if first {
                     let note =
@@ -361,38 +407,23 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     ctx.event(group.as_ref(), EventType::Warning, "ZoneByZoneUnsafe", note)
                         .await;
                 }
-                NewCondition::new("ZoneByZone", false, "Unsafe", why)
+                NewCondition::new(zone_by_zone::TYPE, false, zone_by_zone::UNSAFE, why)
             }
         };
-        status.conditions = operator_runtime::conditions::merge(
-            &status.conditions,
-            &[c],
-            group.meta().generation,
-            now,
-        );
+        status.conditions =
+            conditions::merge(&status.conditions, &[c], group.meta().generation, now);
     }
     let settled = crate::conditions_ready(&status) && actions.is_empty();
     ssa::apply_status(&groups, &ctx.manager, &name, &status).await?;
-    // Instance changes wake us through the owner watch; the timer is a safety net.
     // Failover periods end without any event: while a store is Down, look again soon.
     let failover_pending = view.failover.is_some() && views.iter().any(|v| v.down_since.is_some());
-    // PDGroups are not watched here: while TiKV waits for PD, look again soon.
-    Ok(Requeue::requeue(Duration::from_secs(
-        if held || failover_pending {
-            2
-        } else if settled {
-            300
-        } else {
-            15
-        },
-    )))
-}
-
-fn set_revision<K: Resource>(obj: &mut K, revision: &str) {
-    obj.meta_mut()
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(api::labels::REVISION.to_string(), revision.to_string());
+    Ok(Requeue::requeue(if held || failover_pending {
+        WATCH_CLOSELY
+    } else if settled {
+        SETTLED
+    } else {
+        CHANGING
+    }))
 }
 
 fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {
@@ -402,14 +433,15 @@ fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {
     }
 }
 
-/// Stores the template as a ControllerRevision and returns its name (the update revision).
-/// Older revisions beyond the cluster's history limit are removed.
+/// Stores the template as a ControllerRevision and returns its name (the update revision) and
+/// the collision count that gave it, for the status. Older revisions beyond the cluster's
+/// history limit are removed.
 async fn ensure_revision<G: GroupKind>(
     ctx: &Context,
     group: &G,
     ns: &str,
     cluster: &Cluster,
-) -> Result<String, Error> {
+) -> Result<(String, i32), Error> {
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
     let labels = build::revision_labels(group);
     let template = group.template();
@@ -462,5 +494,5 @@ async fn ensure_revision<G: GroupKind>(
             .map(|_| ())
             .or_else(ignore_not_found)?;
     }
-    Ok(name)
+    Ok((name, collision))
 }

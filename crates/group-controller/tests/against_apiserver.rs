@@ -355,3 +355,82 @@ async fn a_group_without_its_cluster_says_so() {
     .await;
     controller.abort();
 }
+
+/// The eviction timeout reaches the stores without a rollout, and a scale-in that comes with a
+/// template change marks the leaving store offline and nothing else: it keeps the spec and
+/// revision it runs.
+#[tokio::test]
+async fn scale_in_during_a_template_change_touches_only_offline() {
+    let (client, ns, controller) = setup().await;
+    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
+    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
+    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
+    create(&groups, &tikv_group(3, "v8.5.0")).await;
+    let instances = wait_for(30, "3 TiKV instances", || async {
+        let l = list(&tikvs).await;
+        (l.len() == 3).then_some(l)
+    })
+    .await;
+    let old_revision = instances[0].labels()[api::labels::REVISION].clone();
+    for t in &instances {
+        assert_eq!(t.spec.restart.leader_eviction_timeout, "10m");
+        report(&tikvs, t, true, false).await;
+    }
+
+    // The update policy is outside the template: every store learns it, none restarts.
+    let timeout = serde_json::json!({"spec": {"updatePolicy": {"leaderEvictionTimeout": "3m"}}});
+    groups
+        .patch(
+            "basic-tikv",
+            &PatchParams::default(),
+            &Patch::Merge(&timeout),
+        )
+        .await
+        .unwrap();
+    wait_for(30, "every store with the new eviction timeout", || async {
+        let l = list(&tikvs).await;
+        l.iter()
+            .all(|t| t.spec.restart.leader_eviction_timeout == "3m")
+            .then_some(())
+    })
+    .await;
+    for t in list(&tikvs).await {
+        assert_eq!(t.labels()[api::labels::REVISION], old_revision);
+    }
+
+    // Scale in and change the template in one write.
+    let both =
+        serde_json::json!({"spec": {"replicas": 2, "template": {"spec": {"version": "v8.5.1"}}}});
+    groups
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&both))
+        .await
+        .unwrap();
+    let leaving = wait_for(30, "an offline instance", || async {
+        list(&tikvs).await.into_iter().find(|t| t.spec.offline)
+    })
+    .await;
+    // Let the group finish its reconciles (it rolls the others meanwhile).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaving = tikvs.get(&leaving.name_any()).await.unwrap();
+    assert!(leaving.spec.offline);
+    assert_eq!(
+        leaving.spec.template.version, "v8.5.0",
+        "the leaving store keeps the spec it runs"
+    );
+    assert_eq!(
+        leaving.labels()[api::labels::REVISION],
+        old_revision,
+        "and its revision"
+    );
+    let others: Vec<TiKV> = list(&tikvs)
+        .await
+        .into_iter()
+        .filter(|t| !t.spec.offline)
+        .collect();
+    assert_eq!(others.len(), 2);
+    assert!(
+        others.iter().any(|t| t.spec.template.version == "v8.5.1"),
+        "the stores that stay roll to the new template"
+    );
+    controller.abort();
+}

@@ -590,7 +590,9 @@ pub async fn reconcile_tikv(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action
         .any(|c| c.type_ == "Ready" && c.status == "True");
     write_status(tikv.as_ref(), &ctx, observed.as_ref(), conditions, |s| {
         s.id = store.as_ref().map(|st| st.id.to_string());
-        s.state = store.as_ref().map(|st| st.state.clone());
+        s.state = store
+            .as_ref()
+            .and_then(|st| api::v1alpha1::StoreState::from_pd_name(&st.state));
         s.leader_count = store.as_ref().map(|st| st.leader_count);
         s.region_count = store.as_ref().map(|st| st.region_count);
     })

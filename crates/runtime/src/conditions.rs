@@ -2,12 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Condition status values.
-pub const TRUE: &str = "True";
-/// Condition status values.
-pub const FALSE: &str = "False";
-/// Condition status values.
-pub const UNKNOWN: &str = "Unknown";
+pub use api::conditions::{FALSE, TRUE, UNKNOWN};
 
 /// A condition as a controller computes it, before merging with what is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +28,20 @@ impl NewCondition {
         Self {
             type_,
             status: if ok { TRUE } else { FALSE },
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A condition of `type_` whose status is `Unknown`.
+    pub fn unknown(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status: UNKNOWN,
             reason: reason.into(),
             message: message.into(),
         }

@@ -34,10 +34,13 @@ pub struct Volume {
     /// Where the volume is mounted in the container.
     #[schemars(length(min = 1, max = 8))]
     pub mounts: Vec<VolumeMount>,
-    /// Requested size, e.g. `20Gi`. May grow (if the storage class allows expansion), never shrink.
-    // maxLength bounds the CEL cost estimate of the `quantity()` rule above (the API server
-    // refuses it without); it applies to the string form.
+    /// Requested size, e.g. `20Gi`: more than zero. May grow (if the storage class allows
+    /// expansion), never shrink.
+    // maxLength bounds the CEL cost estimate of the `quantity()` rules (the API server refuses
+    // them without); it applies to the string form.
     #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new("quantity(string(self)).isGreaterThan(quantity('0'))")
+        .message("volume storage must be more than zero"))]
     pub storage: Quantity,
     /// Storage class of the PVC; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +189,7 @@ fn default_max_unavailable() -> i32 {
     1
 }
 
-fn default_leader_eviction_timeout() -> String {
+pub(crate) fn default_leader_eviction_timeout() -> String {
     "10m".to_string()
 }
 
@@ -276,6 +279,20 @@ pub struct GroupStatus {
     /// Label selector of the instances' pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+}
+
+impl InstanceStatus {
+    /// Whether the instance is Ready with its pod built from `revision` (the instance's own
+    /// revision label): what a group waits for before it updates the next instance.
+    pub fn ready_at(&self, revision: Option<&str>) -> bool {
+        use crate::conditions::{TRUE, ready};
+        revision.is_some()
+            && self.current_revision.as_deref() == revision
+            && self
+                .conditions
+                .iter()
+                .any(|c| c.type_ == ready::TYPE && c.status == TRUE)
+    }
 }
 
 /// Status fields every instance reports.

@@ -27,3 +27,32 @@ macro_rules! has_cluster {
 }
 
 has_cluster!(PDGroup, TiKVGroup, PD, TiKV);
+
+/// What PD and TiKV objects share: the revision they were given and the status they report.
+pub trait Instance: kube::Resource<DynamicType = ()> + HasCluster {
+    /// The common part of the status, if any.
+    fn instance_status(&self) -> Option<&InstanceStatus>;
+
+    /// The revision its spec was written from (label `tikv.org/revision`).
+    fn revision(&self) -> Option<&str> {
+        crate::labels::revision(self.meta())
+    }
+
+    /// Ready, with its pod built from its revision ([`InstanceStatus::ready_at`]).
+    fn ready_at_revision(&self) -> bool {
+        self.instance_status()
+            .is_some_and(|s| s.ready_at(self.revision()))
+    }
+}
+
+impl Instance for PD {
+    fn instance_status(&self) -> Option<&InstanceStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}
+
+impl Instance for TiKV {
+    fn instance_status(&self) -> Option<&InstanceStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}

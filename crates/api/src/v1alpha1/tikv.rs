@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
@@ -218,9 +219,106 @@ pub struct TiKVSpec {
     /// Removed (Tombstone). Setting it back to false before then cancels the removal.
     #[serde(default)]
     pub offline: bool,
+    /// How the store restarts when its pod is outdated, written by its group from its update
+    /// policy. Outside the template: changing it restarts nothing.
+    #[serde(default)]
+    pub restart: StoreRestart,
     /// The group's template spec.
     #[serde(flatten)]
     pub template: TiKVTemplateSpec,
+}
+
+/// How a store restarts for an update (leaders are evicted first).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreRestart {
+    /// How long to wait for PD to move the store's leaders away before restarting it anyway: the
+    /// group's `updatePolicy.leaderEvictionTimeout`.
+    #[serde(default = "crate::v1alpha1::common::default_leader_eviction_timeout")]
+    #[x_kube(validation = Rule::new(crate::schema::DURATION_CEL).message("must be a duration such as 30s, 10m or 1h"))]
+    pub leader_eviction_timeout: String,
+    /// The group restarts the stores of a zone together (`ZoneByZone`, found safe): down peers in
+    /// this store's own zone then do not hold its restart back.
+    #[serde(default)]
+    pub zone_by_zone: bool,
+}
+
+impl StoreRestart {
+    /// What a store of a group with `policy` must know to restart (`zone_by_zone`: the group
+    /// found restarting a zone at a time safe).
+    pub fn of(policy: &UpdatePolicy, zone_by_zone: bool) -> Self {
+        Self {
+            leader_eviction_timeout: policy.leader_eviction_timeout.clone(),
+            zone_by_zone,
+        }
+    }
+}
+
+impl Default for StoreRestart {
+    fn default() -> Self {
+        Self {
+            leader_eviction_timeout: crate::v1alpha1::common::default_leader_eviction_timeout(),
+            zone_by_zone: false,
+        }
+    }
+}
+
+/// A store's state as PD names it (its `state_name`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// Serving and heartbeating.
+    Up,
+    /// Up, but no heartbeat for more than 20 s.
+    Disconnected,
+    /// Up, but no heartbeat for longer than PD's `max-store-down-time`.
+    Down,
+    /// Being removed: PD moves its regions away.
+    Offline,
+    /// Removed: it holds no regions and never comes back.
+    Tombstone,
+}
+
+impl StoreState {
+    /// The state for PD's `state_name`; `None` for a name this operator does not know.
+    pub fn from_pd_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "Up" => Self::Up,
+            "Disconnected" => Self::Disconnected,
+            "Down" => Self::Down,
+            "Offline" => Self::Offline,
+            "Tombstone" => Self::Tombstone,
+            _ => return None,
+        })
+    }
+
+    /// The name, as PD spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "Up",
+            Self::Disconnected => "Disconnected",
+            Self::Down => "Down",
+            Self::Offline => "Offline",
+            Self::Tombstone => "Tombstone",
+        }
+    }
+
+    /// The reason of the Ready condition of a running store in this state: `StoreUp`, or why it
+    /// is not ready, e.g. `StoreDown`.
+    pub fn ready_reason(self) -> &'static str {
+        match self {
+            Self::Up => crate::conditions::ready::STORE_UP,
+            Self::Disconnected => "StoreDisconnected",
+            Self::Down => "StoreDown",
+            Self::Offline => "StoreOffline",
+            Self::Tombstone => "StoreTombstone",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Observed state of a TiKV store.
@@ -233,9 +331,9 @@ pub struct TiKVStatus {
     /// PD store ID, as a decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Store state as PD names it: Up, Disconnected, Down, Offline, Tombstone.
+    /// Store state as PD names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<StoreState>,
     /// Region leaders on this store, as PD last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_count: Option<i64>,

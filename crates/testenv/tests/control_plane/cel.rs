@@ -27,6 +27,7 @@ const COVERED: &[&str] = &[
     "must be a duration such as 30s, 10m or 1h",
     "a volume with a mount of type data is required",
     "volume storage may only grow",
+    "volume storage must be more than zero",
     "volume name must be a DNS label of at most 15 characters",
     "a mount needs a type or a mountPath",
     "overlay labels must not use the reserved prefixes tikv.org/ and app.kubernetes.io/",
@@ -180,6 +181,7 @@ async fn durations() {
         (PDGroup, "/spec/updatePolicy/leaderEvictionTimeout"),
         (TiKVGroup, "/spec/updatePolicy/leaderEvictionTimeout"),
         (TiKVGroup, "/spec/failover/period"),
+        (TiKV, "/spec/restart/leaderEvictionTimeout"),
     ];
     for (i, (kind, ptr)) in fields.into_iter().enumerate() {
         let api = kind.api(&client, &ns);
@@ -423,6 +425,31 @@ async fn storage_may_only_grow() {
         })
         .await
         .expect("reordering volumes");
+    }
+}
+
+#[tokio::test]
+async fn storage_must_be_more_than_zero() {
+    let cp = testenv::shared();
+    let client = cp.client();
+    let ns = cp.create_namespace("cel-storage-size").await;
+    let message = "volume storage must be more than zero";
+    for kind in COMPONENT_KINDS {
+        let api = kind.api(&client, &ns);
+        let ptr = format!("{}/volumes/0/storage", kind.template_spec());
+        for (i, bad_size) in [json!("-1Gi"), json!("0"), json!("0Gi"), json!(-5)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut bad = kind.good(&format!("sz{i}"));
+            set(&mut bad, &ptr, bad_size);
+            assert_invalid(api.create(&PostParams::default(), &obj(bad)).await, message);
+        }
+        for (i, good_size) in [json!("1Mi"), json!(1)].into_iter().enumerate() {
+            let mut good = kind.good(&format!("ok{i}"));
+            set(&mut good, &ptr, good_size);
+            create_ok(&api, good).await;
+        }
     }
 }
 
