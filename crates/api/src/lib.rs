@@ -1,9 +1,10 @@
 //! The API of the TiKV operator: the CRD types of `core.tikv.org/v1alpha1` and the contracts the
 //! controllers share (label keys, condition types and reasons, store states, "ready at this
-//! revision"). No client logic lives here.
+//! revision", Event reasons). No client logic lives here.
 
 pub mod conditions;
 pub mod duration;
+pub mod events;
 pub mod labels;
 pub mod schema;
 pub mod v1alpha1;

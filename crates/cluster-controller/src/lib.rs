@@ -98,11 +98,16 @@ async fn delete_groups(
     names.extend(delete_each(ctx, ns, pdgs).await?);
     if !names.is_empty() {
         let note = format!(
-            "the Cluster is being deleted: deleting {}",
+            "The Cluster is being deleted: deleting {}",
             names.join(", ")
         );
-        ctx.event(cluster, EventType::Normal, "DeletingGroups", note)
-            .await;
+        ctx.event(
+            cluster,
+            EventType::Normal,
+            api::events::DELETING_GROUPS,
+            note,
+        )
+        .await;
     }
     Ok(pdgs.is_empty() && tikvgs.is_empty())
 }

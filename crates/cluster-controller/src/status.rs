@@ -1,5 +1,6 @@
 //! Pure computation of the Cluster status from its groups.
 
+use api::conditions::{available, paused, progressing, ready, suspended};
 use api::v1alpha1::{ClusterStatus, ComponentStatus, GroupStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use operator_runtime::conditions::{self, NewCondition};
@@ -66,8 +67,8 @@ pub fn compute(
         .map(|i| i.to_string())
         .or_else(|| old.and_then(|o| o.id.clone()));
     let available = quorum && id.is_some();
-    let all_ready = !groups.is_empty() && groups.iter().all(|g| group_true(g, "Ready"));
-    let progressing = groups.iter().any(|g| group_true(g, "Progressing"));
+    let all_ready = !groups.is_empty() && groups.iter().all(|g| group_true(g, ready::TYPE));
+    let progressing = groups.iter().any(|g| group_true(g, progressing::TYPE));
     let all_down = groups
         .iter()
         .all(|g| g.status.is_none_or(|s| s.ready_replicas == 0));
@@ -80,9 +81,13 @@ pub fn compute(
     };
     let new = [
         NewCondition::new(
-            "Available",
+            available::TYPE,
             available,
-            if available { "PDQuorum" } else { "NoPDQuorum" },
+            if available {
+                available::PD_QUORUM
+            } else {
+                available::NO_PD_QUORUM
+            },
             if available {
                 String::new()
             } else if missing.is_empty() {
@@ -92,40 +97,44 @@ pub fn compute(
             },
         ),
         NewCondition::new(
-            "Ready",
+            ready::TYPE,
             all_ready && available,
             if all_ready && available {
-                "AllReady"
+                ready::ALL_READY
             } else {
-                "NotAllReady"
+                ready::NOT_ALL_READY
             },
             "",
         ),
         NewCondition::new(
-            "Progressing",
+            progressing::TYPE,
             progressing,
             if progressing {
-                "GroupsProgressing"
+                progressing::GROUPS_PROGRESSING
             } else {
-                "Stable"
+                progressing::STABLE
             },
             "",
         ),
         NewCondition::new(
-            "Paused",
+            paused::TYPE,
             facts.paused,
-            if facts.paused { "Paused" } else { "NotPaused" },
+            if facts.paused {
+                paused::PAUSED
+            } else {
+                paused::NOT_PAUSED
+            },
             "",
         ),
         NewCondition::new(
-            "Suspended",
+            suspended::TYPE,
             facts.suspend_compute && all_down,
             if !facts.suspend_compute {
-                "NotSuspended"
+                suspended::NOT_SUSPENDED
             } else if all_down {
-                "Suspended"
+                suspended::SUSPENDED
             } else {
-                "Suspending"
+                suspended::SUSPENDING
             },
             "",
         ),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::conditions::{synced, zone_by_zone};
+use api::events;
 use api::v1alpha1::{Cluster, PDGroup, UpdateMode, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
@@ -96,7 +97,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         ctx.event(
             group.as_ref(),
             EventType::Warning,
-            synced::CLUSTER_NOT_FOUND,
+            events::CLUSTER_NOT_FOUND,
             msg.clone(),
         )
         .await;
@@ -260,7 +261,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     ctx.event(
                         group.as_ref(),
                         EventType::Warning,
-                        "FailoverReplacement",
+                        events::FAILOVER_REPLACEMENT,
                         note,
                     )
                     .await;
@@ -277,7 +278,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    "InstanceCreated",
+                    events::INSTANCE_CREATED,
                     format!("Created {} {iname}", G::Instance::kind(&())),
                 )
                 .await;
@@ -291,7 +292,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    "InstanceUpdating",
+                    events::INSTANCE_UPDATING,
                     format!("Updating {iname} to revision {update_revision}"),
                 )
                 .await;
@@ -315,14 +316,14 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                     .await?;
                 let (reason, note) = if *offline {
                     (
-                        "ScaleInStarted",
+                        events::SCALE_IN_STARTED,
                         format!(
                             "Taking {iname} offline: PD moves its data away before it is deleted"
                         ),
                     )
                 } else {
                     (
-                        "ScaleInCancelled",
+                        events::SCALE_IN_CANCELLED,
                         format!("Cancelled the removal of {iname}"),
                     )
                 };
@@ -340,7 +341,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    "FailoverReplacementAdopted",
+                    events::FAILOVER_REPLACEMENT_ADOPTED,
                     note,
                 )
                 .await;
@@ -354,7 +355,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    "InstanceDeleted",
+                    events::INSTANCE_DELETED,
                     format!("Deleted {} {iname}", G::Instance::kind(&())),
                 )
                 .await;
@@ -372,7 +373,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 ctx.event(
                     group.as_ref(),
                     EventType::Normal,
-                    synced::WAITING_FOR_PD,
+                    events::WAITING_FOR_PD,
                     why.clone(),
                 )
                 .await;
@@ -404,8 +405,13 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 if first {
                     let note =
                         format!("ZoneByZone is not safe, restarting one store at a time: {why}");
-                    ctx.event(group.as_ref(), EventType::Warning, "ZoneByZoneUnsafe", note)
-                        .await;
+                    ctx.event(
+                        group.as_ref(),
+                        EventType::Warning,
+                        events::ZONE_BY_ZONE_UNSAFE,
+                        note,
+                    )
+                    .await;
                 }
                 NewCondition::new(zone_by_zone::TYPE, false, zone_by_zone::UNSAFE, why)
             }

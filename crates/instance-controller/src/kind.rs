@@ -1,20 +1,22 @@
-//! What differs between PD and TiKV instances, behind one trait.
+//! What differs between PD and TiKV instances in the resources they run and the status they
+//! write, behind one trait.
 
 use std::fmt::Debug;
 
-use api::v1alpha1::{ClusterReference, InstanceStatus, PD, PDStatus, TiKV, TiKVStatus};
+use api::v1alpha1::{Instance, InstanceStatus, PD, PDStatus, TiKV, TiKVStatus};
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::component;
-use crate::config;
-use crate::pod::PodInputs;
+use crate::resources::component;
+use crate::resources::config;
+use crate::resources::pod::PodInputs;
 
 /// An instance kind (PD or TiKV).
 pub trait InstanceKind:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Instance
     + Clone
     + Debug
     + Serialize
@@ -24,13 +26,11 @@ pub trait InstanceKind:
     + 'static
 {
     /// Its status type.
-    type Status: Serialize + Default + Clone + Send + Sync;
-    /// `pd` or `tikv`.
+    type Status: Serialize + Default + Clone + PartialEq + Debug + Send + Sync;
+    /// `pd` or `tikv`: the component label value and the container name.
     const COMPONENT: &'static str;
     /// Config keys the operator owns.
     const OWNED_CONFIG_KEYS: &'static [&'static str];
-    /// Cluster reference.
-    fn cluster(&self) -> &ClusterReference;
     /// User config (TOML).
     fn config(&self) -> Option<&str>;
     /// Pod inputs; `pd_url` is PD's client URL.
@@ -45,9 +45,6 @@ impl InstanceKind for PD {
     type Status = PDStatus;
     const COMPONENT: &'static str = "pd";
     const OWNED_CONFIG_KEYS: &'static [&'static str] = config::PD_OWNED;
-    fn cluster(&self) -> &ClusterReference {
-        &self.spec.cluster
-    }
     fn config(&self) -> Option<&str> {
         self.spec.template.config.as_deref()
     }
@@ -66,9 +63,6 @@ impl InstanceKind for TiKV {
     type Status = TiKVStatus;
     const COMPONENT: &'static str = "tikv";
     const OWNED_CONFIG_KEYS: &'static [&'static str] = config::TIKV_OWNED;
-    fn cluster(&self) -> &ClusterReference {
-        &self.spec.cluster
-    }
     fn config(&self) -> Option<&str> {
         self.spec.template.config.as_deref()
     }
@@ -89,19 +83,19 @@ pub fn pd_service_url(pd_group: &str, namespace: &str, port: i32) -> String {
 }
 
 /// The group an instance belongs to (label `tikv.org/group`).
-pub fn group_of<K: Resource>(obj: &K) -> Option<String> {
+pub fn group_of<K: Resource>(obj: &K) -> Option<&str> {
     obj.meta()
         .labels
         .as_ref()
         .and_then(|l| l.get(api::labels::GROUP))
-        .cloned()
+        .map(String::as_str)
 }
 
-/// The revision label of an object.
-pub fn revision_of<K: Resource>(obj: &K) -> Option<String> {
-    obj.meta()
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(api::labels::REVISION))
-        .cloned()
+/// Label selector of one component's objects and pods in a cluster (all its groups).
+pub fn cluster_component(cluster: &str, component: &str) -> String {
+    format!(
+        "{}={cluster},{}={component}",
+        api::labels::CLUSTER,
+        api::labels::COMPONENT
+    )
 }

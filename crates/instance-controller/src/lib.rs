@@ -1,17 +1,19 @@
 //! The instance controller: reconciles each PD and TiKV object into its Pod, ConfigMap and PVCs,
 //! and reports what PD says about it (member id and leadership; store id, state, leader and
 //! region counts). Removing a store or member from PD happens here, behind a finalizer.
+//!
+//! Every reconcile reads as: gather the facts once (the object, its Cluster and pod, one PD
+//! snapshot), decide with a pure function that returns the plan as a value, execute the plan:
+//! [`instance`] holds what PD and TiKV share, [`pd`] and [`tikv`] what they ask PD and decide,
+//! [`resources`] the pure builders of the objects an instance runs.
 
-pub mod component;
-pub mod config;
-pub mod controllers;
-pub mod evict;
+pub mod context;
+pub mod instance;
 pub mod kind;
 pub mod pd;
-pub mod pod;
-pub mod quorum;
-pub mod reconcile;
+pub mod resources;
 pub mod status;
+pub mod tikv;
 
 use std::sync::Arc;
 
@@ -24,8 +26,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use operator_runtime::metrics::Metrics;
 
+use crate::context::Context;
 use crate::kind::InstanceKind;
-use crate::reconcile::Context;
 
 /// Name of this controller.
 pub const NAME: &str = "instance-controller";
@@ -68,7 +70,7 @@ fn controller<K: InstanceKind>(
             store
                 .state()
                 .into_iter()
-                .filter(|i| i.cluster().name == cluster.name_any() && i.namespace() == ns)
+                .filter(|i| i.cluster_name() == cluster.name_any() && i.namespace() == ns)
                 .map(|i| ObjectRef::from_obj(i.as_ref()))
                 .collect::<Vec<_>>()
         },
@@ -77,26 +79,22 @@ fn controller<K: InstanceKind>(
 }
 
 /// Runs the PD and TiKV controllers until shutdown. Each kind's controller counts its API
-/// requests under its own kind.
+/// requests under its own kind; both share one PD client per cluster.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
-    let counted =
-        |kind: &str| operator_runtime::counted::client(client.clone(), metrics.clone(), kind);
-    let (pd_client, tikv_client) = (counted("PD"), counted("TiKV"));
-    let pd_ctx = Arc::new(Context::new(pd_client.clone(), metrics.clone(), NAME));
-    let tikv_ctx = Arc::new(Context::new(tikv_client.clone(), metrics, NAME));
-    let pd = controller::<PD>(&pd_client, concurrency, namespace.as_deref())
-        .run(
-            controllers::reconcile_pd,
-            reconcile::error_policy::<PD>,
-            pd_ctx,
-        )
+    let pd = Context::pd_registry(&metrics);
+    let context = |kind: &str| {
+        let client = operator_runtime::counted::client(client.clone(), metrics.clone(), kind);
+        Arc::new(Context {
+            kube: operator_runtime::context::Context::new(client, metrics.clone(), NAME),
+            pd: pd.clone(),
+        })
+    };
+    let (pd_ctx, tikv_ctx) = (context("PD"), context("TiKV"));
+    let members = controller::<PD>(&pd_ctx.kube.client, concurrency, namespace.as_deref())
+        .run(pd::reconcile, context::error_policy::<PD>, pd_ctx)
         .for_each(|_| futures::future::ready(()));
-    let tikv = controller::<TiKV>(&tikv_client, concurrency, namespace.as_deref())
-        .run(
-            controllers::reconcile_tikv,
-            reconcile::error_policy::<TiKV>,
-            tikv_ctx,
-        )
+    let stores = controller::<TiKV>(&tikv_ctx.kube.client, concurrency, namespace.as_deref())
+        .run(tikv::reconcile, context::error_policy::<TiKV>, tikv_ctx)
         .for_each(|_| futures::future::ready(()));
-    tokio::join!(pd, tikv);
+    tokio::join!(members, stores);
 }

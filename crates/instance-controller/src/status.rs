@@ -1,33 +1,12 @@
-//! Pure status computation of an instance from its pod and what PD reports.
+//! Pure conditions of an instance, from its pod and what PD reports about it.
 
+use api::conditions::{ready, store_down};
 use k8s_openapi::api::core::v1::Pod;
-use operator_runtime::conditions::{self, NewCondition};
+use operator_runtime::conditions::NewCondition;
 
-/// What PD says about a PD member.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemberInfo {
-    /// Member name (the PD object's name).
-    pub name: String,
-    /// Member id.
-    pub id: u64,
-    /// Is the PD leader.
-    pub leader: bool,
-    /// PD's health check of the member.
-    pub healthy: bool,
-}
-
-/// What PD says about a TiKV store.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StoreInfo {
-    /// Store id.
-    pub id: u64,
-    /// `state_name`: Up, Disconnected, Down, Offline, Tombstone.
-    pub state: String,
-    /// Region leaders on the store.
-    pub leader_count: i64,
-    /// Region peers on the store.
-    pub region_count: i64,
-}
+use crate::pd::facts::Member;
+use crate::tikv::facts::Store;
+use api::v1alpha1::StoreState;
 
 /// Whether the pod runs and passes its readiness probe.
 pub fn pod_ready(pod: Option<&Pod>) -> bool {
@@ -68,53 +47,66 @@ pub fn pod_problem(pod: Option<&Pod>) -> Option<(String, String)> {
 /// generic not-ready.
 fn pod_not_ready(pod: Option<&Pod>) -> NewCondition {
     match pod_problem(pod) {
-        Some((reason, message)) => NewCondition::new("Ready", false, reason, message),
+        Some((reason, message)) => NewCondition::new(ready::TYPE, false, reason, message),
         None => NewCondition::new(
-            "Ready",
+            ready::TYPE,
             false,
-            "PodNotReady",
+            ready::POD_NOT_READY,
             "the pod is not running or not ready",
         ),
     }
 }
 
-/// Ready condition of a PD member.
-pub fn pd_ready(pod: Option<&Pod>, member: Option<&MemberInfo>) -> NewCondition {
+/// Ready=False because PD could not be asked.
+fn pd_unreachable(error: &str) -> NewCondition {
+    NewCondition::new(
+        ready::TYPE,
+        false,
+        ready::PD_UNREACHABLE,
+        format!("cannot ask PD: {error}"),
+    )
+}
+
+/// Ready condition of a PD member; `member` is what PD says about it (`Err`: PD could not be
+/// asked).
+pub fn pd_ready(pod: Option<&Pod>, member: Result<Option<&Member>, &str>) -> NewCondition {
     match (pod_ready(pod), member) {
         (false, _) => pod_not_ready(pod),
-        (true, None) => NewCondition::new(
-            "Ready",
+        (true, Err(e)) => pd_unreachable(e),
+        (true, Ok(None)) => NewCondition::new(
+            ready::TYPE,
             false,
-            "NotMember",
+            ready::NOT_MEMBER,
             "PD does not list this member yet",
         ),
-        (true, Some(m)) if !m.healthy => NewCondition::new(
-            "Ready",
+        (true, Ok(Some(m))) if !m.healthy => NewCondition::new(
+            ready::TYPE,
             false,
-            "Unhealthy",
+            ready::UNHEALTHY,
             "PD reports the member unhealthy",
         ),
-        (true, Some(_)) => NewCondition::new("Ready", true, "Healthy", "member is healthy"),
+        (true, Ok(Some(_))) => {
+            NewCondition::new(ready::TYPE, true, ready::HEALTHY, "member is healthy")
+        }
     }
 }
 
-/// Ready condition of a TiKV store.
-pub fn tikv_ready(pod: Option<&Pod>, store: Option<&StoreInfo>) -> NewCondition {
+/// Ready condition of a TiKV store; `store` is what PD says about it (`Err`: PD could not be
+/// asked).
+pub fn tikv_ready(pod: Option<&Pod>, store: Result<Option<&Store>, &str>) -> NewCondition {
     match (pod_ready(pod), store) {
         (false, _) => pod_not_ready(pod),
-        (true, None) => NewCondition::new(
-            "Ready",
+        (true, Err(e)) => pd_unreachable(e),
+        (true, Ok(None)) => NewCondition::new(
+            ready::TYPE,
             false,
-            "StoreNotRegistered",
+            ready::STORE_NOT_REGISTERED,
             "the store has not registered with PD yet",
         ),
-        (true, Some(s)) if s.state == "Up" => {
-            NewCondition::new("Ready", true, "StoreUp", format!("store {} is Up", s.id))
-        }
-        (true, Some(s)) => NewCondition::new(
-            "Ready",
-            false,
-            format!("Store{}", s.state),
+        (true, Ok(Some(s))) => NewCondition::new(
+            ready::TYPE,
+            s.state == StoreState::Up,
+            s.state.ready_reason(),
             format!("store {} is {}", s.id, s.state),
         ),
     }
@@ -122,20 +114,26 @@ pub fn tikv_ready(pod: Option<&Pod>, store: Option<&StoreInfo>) -> NewCondition 
 
 /// `StoreDown`: PD reports the store Down (no heartbeat for longer than its
 /// `max-store-down-time`). Its lastTransitionTime is when the failover period starts.
-pub fn store_down(store: Option<&StoreInfo>) -> NewCondition {
+pub fn store_down(store: Option<&Store>) -> NewCondition {
     match store {
-        None => NewCondition {
-            type_: "StoreDown",
-            status: conditions::UNKNOWN,
-            reason: "NoStore".into(),
-            message: "PD does not know the store".into(),
-        },
-        Some(s) => NewCondition::new(
-            "StoreDown",
-            s.state == "Down",
-            if s.state == "Down" { "Down" } else { "NotDown" },
-            format!("PD reports store {} as {}", s.id, s.state),
+        None => NewCondition::unknown(
+            store_down::TYPE,
+            store_down::NO_STORE,
+            "PD does not know the store",
         ),
+        Some(s) => {
+            let down = s.state == StoreState::Down;
+            NewCondition::new(
+                store_down::TYPE,
+                down,
+                if down {
+                    store_down::DOWN
+                } else {
+                    store_down::NOT_DOWN
+                },
+                format!("PD reports store {} as {}", s.id, s.state),
+            )
+        }
     }
 }
 
@@ -144,7 +142,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 
-    fn pod(ready: bool) -> Pod {
+    pub(crate) fn pod(ready: bool) -> Pod {
         Pod {
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
@@ -158,53 +156,72 @@ mod tests {
         }
     }
 
+    fn store(state: StoreState) -> Store {
+        Store {
+            id: 4,
+            state,
+            leader_count: 0,
+            region_count: 0,
+            zone: None,
+        }
+    }
+
     #[test]
     fn tikv_ready_needs_a_ready_pod_and_an_up_store() {
-        let up = StoreInfo {
-            id: 4,
-            state: "Up".into(),
-            ..Default::default()
-        };
-        let down = StoreInfo {
-            id: 4,
-            state: "Disconnected".into(),
-            ..Default::default()
-        };
-        assert_eq!(tikv_ready(None, Some(&up)).reason, "PodNotReady");
+        let (up, gone) = (store(StoreState::Up), store(StoreState::Disconnected));
+        assert_eq!(tikv_ready(None, Ok(Some(&up))).reason, "PodNotReady");
         assert_eq!(
-            tikv_ready(Some(&pod(true)), None).reason,
+            tikv_ready(Some(&pod(true)), Ok(None)).reason,
             "StoreNotRegistered"
         );
         assert_eq!(
-            tikv_ready(Some(&pod(true)), Some(&down)).reason,
+            tikv_ready(Some(&pod(true)), Ok(Some(&gone))).reason,
             "StoreDisconnected"
         );
-        let ok = tikv_ready(Some(&pod(true)), Some(&up));
+        let ok = tikv_ready(Some(&pod(true)), Ok(Some(&up)));
         assert_eq!((ok.status, ok.reason.as_str()), ("True", "StoreUp"));
-        assert_eq!(tikv_ready(Some(&pod(false)), Some(&up)).status, "False");
+        assert_eq!(tikv_ready(Some(&pod(false)), Ok(Some(&up))).status, "False");
+        let unknown = tikv_ready(Some(&pod(true)), Err("connection refused"));
+        assert_eq!(
+            (unknown.status, unknown.reason.as_str()),
+            ("False", "PDUnreachable")
+        );
+        assert!(unknown.message.contains("connection refused"));
+    }
+
+    #[test]
+    fn store_down_is_what_pd_says() {
+        assert_eq!(store_down(Some(&store(StoreState::Down))).status, "True");
+        assert_eq!(
+            store_down(Some(&store(StoreState::Disconnected))).reason,
+            "NotDown"
+        );
+        assert_eq!(store_down(None).status, "Unknown");
     }
 
     #[test]
     fn pd_ready_needs_a_healthy_member() {
-        let m = MemberInfo {
+        let m = Member {
             name: "a".into(),
             id: 1,
             leader: false,
             healthy: true,
+            client_urls: Vec::new(),
         };
-        assert_eq!(pd_ready(Some(&pod(true)), Some(&m)).status, "True");
+        assert_eq!(pd_ready(Some(&pod(true)), Ok(Some(&m))).status, "True");
+        let sick = Member {
+            healthy: false,
+            ..m.clone()
+        };
         assert_eq!(
-            pd_ready(
-                Some(&pod(true)),
-                Some(&MemberInfo {
-                    healthy: false,
-                    ..m.clone()
-                })
-            )
-            .reason,
+            pd_ready(Some(&pod(true)), Ok(Some(&sick))).reason,
             "Unhealthy"
         );
-        assert_eq!(pd_ready(Some(&pod(true)), None).reason, "NotMember");
+        assert_eq!(pd_ready(Some(&pod(true)), Ok(None)).reason, "NotMember");
+        assert_eq!(
+            pd_ready(Some(&pod(true)), Err("no leader")).reason,
+            "PDUnreachable"
+        );
     }
 
     #[test]
@@ -217,7 +234,7 @@ mod tests {
             }]}
         }))
         .unwrap();
-        let c = tikv_ready(Some(&p), None);
+        let c = tikv_ready(Some(&p), Ok(None));
         assert_eq!((c.status, c.reason.as_str()), ("False", "ErrImagePull"));
         assert_eq!(
             c.message,
@@ -239,6 +256,6 @@ mod tests {
             .as_mut()
             .unwrap()
             .reason = Some("ContainerCreating".into());
-        assert_eq!(pd_ready(Some(&starting), None).reason, "PodNotReady");
+        assert_eq!(pd_ready(Some(&starting), Ok(None)).reason, "PodNotReady");
     }
 }

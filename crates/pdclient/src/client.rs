@@ -175,6 +175,11 @@ impl PdClient {
         &self.inner.endpoints
     }
 
+    /// Whether `other` is a clone of this client (same endpoints state and connection pool).
+    pub fn is_clone_of(&self, other: &PdClient) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     // ---- members ------------------------------------------------------------------------
 
     /// `GET /members`: all members, the PD leader and the etcd leader.

@@ -6,6 +6,8 @@
 //!   PD's shared `evict-leader-scheduler`, and down-peer checks. Errors are typed ([`Error`]) so
 //!   that a controller can tell a missing object from a refusal (with PD's own message) from an
 //!   unreachable PD.
+//! * [`Registry`] keeps one such client per PD cluster for a controller's reconciles, learning
+//!   every member's URL so that requests fail over between members.
 //! * [`proto`] is the generated gRPC client of PD (`pdpb`, `metapb`, `eraftpb`), compiled at build
 //!   time from the workspace's `proto/` directory. tikv-sim uses it to act as a TiKV store.
 //!
@@ -16,6 +18,7 @@
 pub mod client;
 pub mod error;
 pub mod proto;
+pub mod registry;
 pub mod types;
 
 pub use client::{
@@ -23,6 +26,7 @@ pub use client::{
     PdClientBuilder, RequestRecord,
 };
 pub use error::Error;
+pub use registry::Registry;
 pub use types::{
     ClusterInfo, ClusterStatus, DownPeer, Member, MemberHealth, Members, NodeState, RegionEpoch,
     RegionInfo, RegionPeer, ReplicationConfig, ResponseHeader, Store, StoreInfo, StoreLabel,

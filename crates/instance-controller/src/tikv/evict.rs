@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::status::StoreInfo;
+use api::v1alpha1::StoreState;
+
+use super::facts::Store;
 
 /// What to do about a TiKV pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub enum WaitReason {
     Leaders(i64),
     /// Stores (other than this one) with down peers.
     DownPeers(Vec<u64>),
+    /// Which stores have down peers is not known yet (ask PD, see [`restart_near`]).
+    DownPeersUnknown,
 }
 
 /// Inputs of the decision.
@@ -39,15 +43,16 @@ pub struct Facts<'a> {
     /// The pod runs an outdated revision, or must go (suspend).
     pub must_restart: bool,
     /// The store as PD reports it.
-    pub store: Option<&'a StoreInfo>,
+    pub store: Option<&'a Store>,
     /// The store is in PD's evict-leader list.
     pub evicting: bool,
     /// How long the eviction has been going on.
     pub evicting_for: Option<Duration>,
     /// The group's `leaderEvictionTimeout`.
     pub timeout: Duration,
-    /// Stores with down peers, from PD.
-    pub stores_with_down_peers: &'a [u64],
+    /// Stores with down peers that could cost a region its quorum if this one restarts too
+    /// (not its own, nor its zone's when whole zones restart); `None`: PD was not asked.
+    pub down_peers: Option<Vec<u64>>,
     /// The pod is Ready at the instance's revision.
     pub pod_current_and_ready: bool,
     /// The restart is the cluster suspending: every store stops, so other stores' down peers
@@ -57,9 +62,15 @@ pub struct Facts<'a> {
     pub other_targets: usize,
 }
 
+/// Whether the restart is near enough that other stores' down peers decide it: PD must be asked
+/// for them (an expensive question, so only then).
+pub fn restart_near(f: &Facts) -> bool {
+    decide(f) == Step::Wait(WaitReason::DownPeersUnknown)
+}
+
 /// Decides the next step.
 pub fn decide(f: &Facts) -> Step {
-    let up = f.store.filter(|s| s.state == "Up");
+    let up = f.store.filter(|s| s.state == StoreState::Up);
     if !f.must_restart {
         return if f.evicting && f.pod_current_and_ready && up.is_some() {
             Step::EndEviction
@@ -80,18 +91,19 @@ pub fn decide(f: &Facts) -> Step {
     if !f.evicting {
         return Step::StartEviction;
     }
-    let others_down: Vec<u64> = f
-        .stores_with_down_peers
-        .iter()
-        .copied()
-        .filter(|s| *s != store.id)
-        .collect();
     let timed_out = f.evicting_for.is_some_and(|d| d >= f.timeout);
     if store.leader_count > 0 && !timed_out {
         return Step::Wait(WaitReason::Leaders(store.leader_count));
     }
-    if !others_down.is_empty() && !f.suspending {
-        return Step::Wait(WaitReason::DownPeers(others_down));
+    // Suspending: every store stops, so other stores' down peers are expected.
+    if !f.suspending {
+        let Some(down) = &f.down_peers else {
+            return Step::Wait(WaitReason::DownPeersUnknown);
+        };
+        let others_down: Vec<u64> = down.iter().copied().filter(|s| *s != store.id).collect();
+        if !others_down.is_empty() {
+            return Step::Wait(WaitReason::DownPeers(others_down));
+        }
     }
     Step::Restart {
         timed_out: store.leader_count > 0,
@@ -102,23 +114,24 @@ pub fn decide(f: &Facts) -> Step {
 mod tests {
     use super::*;
 
-    fn store(leaders: i64, state: &str) -> StoreInfo {
-        StoreInfo {
+    fn store(leaders: i64, state: StoreState) -> Store {
+        Store {
             id: 7,
-            state: state.into(),
+            state,
             leader_count: leaders,
             region_count: 30,
+            zone: None,
         }
     }
 
-    fn facts<'a>(s: Option<&'a StoreInfo>, evicting: bool, down: &'a [u64]) -> Facts<'a> {
+    fn facts<'a>(s: Option<&'a Store>, evicting: bool, down: &[u64]) -> Facts<'a> {
         Facts {
             must_restart: true,
             store: s,
             evicting,
             evicting_for: Some(Duration::from_secs(5)),
             timeout: Duration::from_secs(600),
-            stores_with_down_peers: down,
+            down_peers: Some(down.to_vec()),
             suspending: false,
             other_targets: 2,
             pod_current_and_ready: false,
@@ -127,13 +140,13 @@ mod tests {
 
     #[test]
     fn evicts_then_waits_for_zero_leaders_then_restarts() {
-        let busy = store(12, "Up");
+        let busy = store(12, StoreState::Up);
         assert_eq!(decide(&facts(Some(&busy), false, &[])), Step::StartEviction);
         assert_eq!(
             decide(&facts(Some(&busy), true, &[])),
             Step::Wait(WaitReason::Leaders(12))
         );
-        let drained = store(0, "Up");
+        let drained = store(0, StoreState::Up);
         assert_eq!(
             decide(&facts(Some(&drained), true, &[])),
             Step::Restart { timed_out: false }
@@ -147,7 +160,7 @@ mod tests {
 
     #[test]
     fn timeout_restarts_anyway_and_says_so() {
-        let busy = store(3, "Up");
+        let busy = store(3, StoreState::Up);
         let f = Facts {
             evicting_for: Some(Duration::from_secs(601)),
             ..facts(Some(&busy), true, &[])
@@ -157,7 +170,7 @@ mod tests {
 
     #[test]
     fn never_restarts_while_another_store_has_down_peers() {
-        let drained = store(0, "Up");
+        let drained = store(0, StoreState::Up);
         assert_eq!(
             decide(&facts(Some(&drained), true, &[3, 7])),
             Step::Wait(WaitReason::DownPeers(vec![3]))
@@ -167,11 +180,23 @@ mod tests {
             decide(&facts(Some(&drained), true, &[7])),
             Step::Restart { timed_out: false }
         );
+        // Not known yet: PD is asked first, and only then.
+        let unknown = Facts {
+            down_peers: None,
+            ..facts(Some(&drained), true, &[])
+        };
+        assert_eq!(decide(&unknown), Step::Wait(WaitReason::DownPeersUnknown));
+        assert!(restart_near(&unknown));
+        let busy = store(12, StoreState::Up);
+        assert!(!restart_near(&Facts {
+            down_peers: None,
+            ..facts(Some(&busy), true, &[])
+        }));
     }
 
     #[test]
     fn a_store_that_is_not_up_restarts_at_once() {
-        let down = store(5, "Down");
+        let down = store(5, StoreState::Down);
         assert_eq!(
             decide(&facts(Some(&down), false, &[])),
             Step::Restart { timed_out: false }
@@ -184,7 +209,7 @@ mod tests {
 
     #[test]
     fn eviction_ends_once_the_new_pod_is_ready_and_the_store_up() {
-        let back = store(0, "Up");
+        let back = store(0, StoreState::Up);
         let f = Facts {
             must_restart: false,
             pod_current_and_ready: true,
@@ -200,7 +225,7 @@ mod tests {
 
     #[test]
     fn suspending_evicts_while_some_store_can_take_leaders_then_stops() {
-        let s = store(5, "Up");
+        let s = store(5, StoreState::Up);
         let down = [8];
         let f = Facts {
             suspending: true,
@@ -208,7 +233,7 @@ mod tests {
         };
         assert_eq!(decide(&f), Step::StartEviction);
         // Other stores' down peers are the suspend itself, not a reason to wait.
-        let s0 = store(0, "Up");
+        let s0 = store(0, StoreState::Up);
         let f = Facts {
             suspending: true,
             ..facts(Some(&s0), true, &down)

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use api::v1alpha1::{PD, TiKV};
 use kube::{Resource, ResourceExt};
 
-use crate::pod::{self, CONFIG_DIR, CONFIG_FILE, PodInputs, fqdn, image_ref};
+use crate::kind::InstanceKind;
+
+use crate::resources::pod::{self, CONFIG_DIR, CONFIG_FILE, PodInputs, fqdn, image_ref};
 
 /// Default data directory of PD.
 pub const PD_DATA_DIR: &str = "/var/lib/pd";
@@ -113,7 +115,7 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
         owner: pd.controller_owner_ref(&())?,
         subdomain: &pd.spec.subdomain,
         topology: pd.spec.topology.as_ref(),
-        component: "pd",
+        component: PD::COMPONENT,
         image: image_ref(&spec.image, &spec.version),
         command: pd_command(pd, namespace, &data, join_url),
         ports: vec![
@@ -143,7 +145,7 @@ pub fn tikv_pod_inputs<'a>(
         owner: tikv.controller_owner_ref(&())?,
         subdomain: &tikv.spec.subdomain,
         topology: tikv.spec.topology.as_ref(),
-        component: "tikv",
+        component: TiKV::COMPONENT,
         image: image_ref(&spec.image, &spec.version),
         command: tikv_command(tikv, namespace, &data, pd_url),
         ports: vec![
@@ -161,7 +163,7 @@ pub fn tikv_pod_inputs<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod::build_pod;
+    use crate::resources::pod::build_pod;
 
     fn pd(initial: &[&str]) -> PD {
         let mut pd: PD = serde_yaml::from_str(

@@ -1,8 +1,9 @@
-//! When a PD member may be restarted or removed: never when the members left running would be
-//! fewer than a quorum, and never while it leads (leadership is handed to a healthy member
-//! first, so clients see one short leader change instead of an election timeout). Pure.
+//! The last check before a PD member restarts or leaves: never when the members left running
+//! would be fewer than a quorum, and never while it leads (leadership is handed to a healthy
+//! member first, so clients see one short leader change instead of an election timeout). Which
+//! member restarts next is the group's decision; this only says whether now is safe. Pure.
 
-use crate::status::MemberInfo as Member;
+use super::facts::Member;
 
 /// What is about to happen to the member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,74 +83,16 @@ pub fn decide(me: &str, members: &[Member], change: Change) -> Step {
     Step::Proceed
 }
 
-/// Another member of the cluster that is due to restart (its pod is outdated, missing or
-/// terminating) or is leaving PD.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Due {
-    /// Member (and object) name.
-    pub name: String,
-    /// PD reports it healthy.
-    pub healthy: bool,
-    /// Its object is being deleted: it leaves PD.
-    pub leaving: bool,
-}
-
-/// The member that must restart before `me`, if any. Each member's reconciler decides on its own,
-/// so two could both find the others healthy and restart together; restarts therefore go one at
-/// a time in an order every reconciler computes alike: members that are down or leaving first,
-/// then by name. A `me` that is down itself never waits: restarting it costs nothing.
-pub fn restart_turn(me: &str, me_healthy: bool, others: &[Due]) -> Option<String> {
-    if !me_healthy {
-        return None;
-    }
-    let mut ahead: Vec<&Due> = others
-        .iter()
-        .filter(|o| o.name != me && (o.leaving || !o.healthy || o.name.as_str() < me))
-        .collect();
-    ahead.sort_by(|a, b| {
-        (a.healthy && !a.leaving, &a.name).cmp(&(b.healthy && !b.leaving, &b.name))
-    });
-    ahead.first().map(|o| o.name.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn due(name: &str, healthy: bool, leaving: bool) -> Due {
-        Due {
-            name: name.into(),
-            healthy,
-            leaving,
-        }
-    }
-
-    #[test]
-    fn members_due_to_restart_go_one_at_a_time_in_one_order() {
-        // Two healthy members due at once: each reconciler picks the same one.
-        let both = [due("a", true, false), due("b", true, false)];
-        assert_eq!(restart_turn("a", true, &both), None);
-        assert_eq!(restart_turn("b", true, &both), Some("a".into()));
-        // Down or leaving members go before healthy ones, whatever their names.
-        assert_eq!(
-            restart_turn("a", true, &[due("z", false, false)]),
-            Some("z".into())
-        );
-        assert_eq!(
-            restart_turn("a", true, &[due("y", true, true), due("z", false, false)]),
-            Some("y".into())
-        );
-        // A member that is down itself goes at once.
-        assert_eq!(restart_turn("b", false, &both), None);
-        assert_eq!(restart_turn("a", true, &[]), None);
-    }
-
     fn m(name: &str, healthy: bool, leader: bool) -> Member {
         Member {
             name: name.into(),
-            id: 0,
             healthy,
             leader,
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,131 @@
+//! What a reconcile reads from the API server about any instance, once, at its start: the
+//! object itself (from the controller's cache), its Cluster and its pod. The questions asked of
+//! them ("is the pod outdated?") are answered here, in one place.
+
+use api::v1alpha1::Cluster;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::{Context, Error};
+use crate::kind::InstanceKind;
+use crate::status;
+
+/// The facts every instance reconcile starts from.
+#[derive(Clone, Debug)]
+pub struct Facts<'a, K> {
+    /// The instance.
+    pub obj: &'a K,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its Cluster (`None`: it does not exist).
+    pub cluster: Option<Cluster>,
+    /// Its pod (not read while the instance is being deleted: nothing is done with it then).
+    pub pod: Option<Pod>,
+    /// When the facts were read.
+    pub now: Timestamp,
+}
+
+/// Why a running pod must go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// It was built from another revision than the instance's.
+    Outdated {
+        /// The pod's revision.
+        running: Option<String>,
+        /// The instance's.
+        wanted: Option<String>,
+    },
+    /// The Cluster suspends: every pod stops.
+    Suspend,
+}
+
+impl<'a, K: InstanceKind> Facts<'a, K> {
+    /// Reads the Cluster and (unless the instance is being deleted) the pod.
+    pub async fn gather(obj: &'a K, ctx: &Context) -> Result<Self, Error> {
+        let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+        let client = ctx.kube.client.clone();
+        let cluster = Api::<Cluster>::namespaced(client.clone(), &namespace)
+            .get_opt(obj.cluster_name())
+            .await?;
+        let pod = if obj.meta().deletion_timestamp.is_some() {
+            None
+        } else {
+            Api::<Pod>::namespaced(client, &namespace)
+                .get_opt(&obj.name_any())
+                .await?
+        };
+        Ok(Self {
+            obj,
+            namespace,
+            cluster,
+            pod,
+            now: Timestamp::now(),
+        })
+    }
+
+    /// The instance is being deleted.
+    pub fn deleting(&self) -> bool {
+        self.obj.meta().deletion_timestamp.is_some()
+    }
+
+    /// The Cluster is gone or going: PD state can no longer matter.
+    pub fn cluster_gone(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.meta().deletion_timestamp.is_some())
+    }
+
+    /// The Cluster stops every change.
+    pub fn paused(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.spec.paused)
+    }
+
+    /// The Cluster asks for every pod to be gone.
+    pub fn suspending(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.spec.suspends_compute())
+    }
+
+    /// PD's client URL as the Cluster reports it.
+    pub fn pd_url(&self) -> Option<&str> {
+        self.cluster.as_ref()?.status.as_ref()?.pd.as_deref()
+    }
+
+    /// The pod, unless it is terminating.
+    pub fn running_pod(&self) -> Option<&Pod> {
+        self.pod
+            .as_ref()
+            .filter(|p| p.meta().deletion_timestamp.is_none())
+    }
+
+    /// Why the running pod must go, if it must.
+    pub fn restart(&self) -> Option<Restart> {
+        let pod = self.running_pod()?;
+        if self.suspending() {
+            return Some(Restart::Suspend);
+        }
+        let running = api::labels::revision(pod.meta());
+        let wanted = self.obj.revision();
+        (running != wanted).then(|| Restart::Outdated {
+            running: running.map(String::from),
+            wanted: wanted.map(String::from),
+        })
+    }
+
+    /// The pod is Ready and built from the instance's revision.
+    pub fn pod_ready_at_revision(&self) -> bool {
+        let pod = self.pod.as_ref();
+        status::pod_ready(pod)
+            && pod.and_then(|p| api::labels::revision(p.meta())) == self.obj.revision()
+    }
+
+    /// The conditions the instance reports now.
+    pub fn conditions(&self) -> &[Condition] {
+        self.obj
+            .instance_status()
+            .map_or(&[], |s| s.conditions.as_slice())
+    }
+}

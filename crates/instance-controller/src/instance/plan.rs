@@ -1,0 +1,395 @@
+//! A reconcile's decision as a value: what to ask of PD, what to do with the ConfigMap, PVCs and
+//! pod, what to report (status, Events) and when to look again. Each component's pure `decide`
+//! makes one; [`super::execute`] carries it out. The decisions PD and TiKV share are here too:
+//! whether the spec and the Cluster let the instance run, what happens to the pod, the status.
+
+use api::conditions::synced;
+use api::events;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use operator_runtime::conditions::{self, NewCondition};
+
+use super::facts::{Facts, Restart};
+use crate::kind::InstanceKind;
+use crate::resources::{self, Desired, Invalid};
+use crate::status;
+
+/// The finalizer that keeps an instance until PD no longer depends on it (member removed, store
+/// Tombstone).
+pub const FINALIZER: &str = "core.tikv.org/pd-cleanup";
+
+/// The finalizer of an instance that stays: added if it is missing.
+pub fn finalizer_for<K: InstanceKind>(obj: &K) -> Finalizer {
+    if obj
+        .meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+    {
+        Finalizer::Keep
+    } else {
+        Finalizer::Add
+    }
+}
+
+/// What happens to the finalizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finalizer {
+    /// Leave it as it is.
+    Keep,
+    /// Add it (before anything else is done).
+    Add,
+    /// Remove it (after everything else): the object goes.
+    Remove,
+}
+
+/// One request to PD that changes something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PdOp {
+    /// Hand PD leadership to the member `to`.
+    TransferLeader {
+        /// Member name.
+        to: String,
+    },
+    /// Remove the member from PD.
+    RemoveMember {
+        /// Member name.
+        name: String,
+    },
+    /// Add the store to the evict-leader scheduler.
+    StartEviction {
+        /// Store id.
+        store: u64,
+    },
+    /// Remove the store's evict-leader entry.
+    EndEviction {
+        /// Store id.
+        store: u64,
+    },
+    /// Ask PD to remove the store (Offline, then Tombstone).
+    RemoveStore {
+        /// Store id.
+        store: u64,
+    },
+    /// Cancel the removal of an Offline store.
+    CancelRemoval {
+        /// Store id.
+        store: u64,
+    },
+}
+
+/// What to report when PD refuses a request: a False condition and a Warning Event, both with
+/// PD's own message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Condition type.
+    pub condition: &'static str,
+    /// Condition reason.
+    pub reason: &'static str,
+    /// Event reason.
+    pub event: &'static str,
+}
+
+/// A PD request, the Event that announces it once done, and what a refusal means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PdStep {
+    /// The request.
+    pub op: PdOp,
+    /// Published when PD did it (not when it was done already).
+    pub event: Option<Event>,
+    /// `None`: a refusal fails the reconcile.
+    pub on_refusal: Option<Refusal>,
+}
+
+impl PdStep {
+    /// `op`, announced by a Normal Event.
+    pub fn new(op: PdOp, reason: &'static str, note: String) -> Self {
+        Self {
+            op,
+            event: Some(Event::normal(reason, note)),
+            on_refusal: None,
+        }
+    }
+
+    /// `op`, without an Event.
+    pub fn quiet(op: PdOp) -> Self {
+        Self {
+            op,
+            event: None,
+            on_refusal: None,
+        }
+    }
+}
+
+/// A Kubernetes Event about the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// One of [`api::events`].
+    pub reason: &'static str,
+    /// What happened, for people.
+    pub note: String,
+}
+
+impl Event {
+    /// A Normal Event.
+    pub fn normal(reason: &'static str, note: String) -> Self {
+        Self {
+            type_: EventType::Normal,
+            reason,
+            note,
+        }
+    }
+
+    /// A Warning Event.
+    pub fn warning(reason: &'static str, note: String) -> Self {
+        Self {
+            type_: EventType::Warning,
+            reason,
+            note,
+        }
+    }
+}
+
+/// What happens to the pod.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodOp {
+    /// Nothing.
+    Keep,
+    /// Create it (after the ConfigMap and PVCs).
+    Create(Box<Pod>),
+    /// Delete the pod with this UID, never one that replaced it meanwhile.
+    Delete {
+        /// The UID the decision was made on.
+        uid: String,
+    },
+}
+
+/// The decision of one reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan<K: InstanceKind> {
+    /// The finalizer.
+    pub finalizer: Finalizer,
+    /// PD requests, in order, before anything below.
+    pub pd: Vec<PdStep>,
+    /// The ConfigMap and PVCs to apply (before a pod is created, or while it is not ready).
+    pub apply: Option<(ConfigMap, Vec<PersistentVolumeClaim>)>,
+    /// The pod.
+    pub pod: PodOp,
+    /// The status to report, written only when it differs from the stored one; `None`: none.
+    pub status: Option<K::Status>,
+    /// Events, published after everything else succeeded.
+    pub events: Vec<Event>,
+    /// When to look again.
+    pub requeue: Action,
+}
+
+impl<K: InstanceKind> Plan<K> {
+    /// Nothing to do but look again: `requeue`.
+    pub fn wait(requeue: Action) -> Self {
+        Self {
+            finalizer: Finalizer::Keep,
+            pd: Vec::new(),
+            apply: None,
+            pod: PodOp::Keep,
+            status: None,
+            events: Vec::new(),
+            requeue,
+        }
+    }
+}
+
+/// Whether the instance may run: the objects it needs, or why not (its `Synced` condition).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sync {
+    /// The objects to run.
+    Run(Box<Desired>),
+    /// Why nothing may be changed or created.
+    Blocked {
+        /// `Synced=False` reason.
+        reason: &'static str,
+        /// Its message.
+        message: String,
+        /// Only the user can unblock it: wait for a change, do not poll.
+        until_changed: bool,
+        /// A Warning Event the first time (when the stored reason differs).
+        event: Option<Event>,
+    },
+}
+
+/// Whether `facts`' instance may run, with PD at `pd_url`.
+pub fn sync<K: InstanceKind>(facts: &Facts<K>, pd_url: Option<&str>) -> Sync {
+    // `warn`: the Event reason of a Warning published the first time it blocks for `reason`.
+    let blocked =
+        |reason: &'static str, message: String, until_changed, warn: Option<&'static str>| {
+            let first = !conditions::has_reason(facts.conditions(), synced::TYPE, reason);
+            let event = warn
+                .filter(|_| first)
+                .map(|r| Event::warning(r, message.clone()));
+            Sync::Blocked {
+                reason,
+                message,
+                until_changed,
+                event,
+            }
+        };
+    let Some(cluster) = &facts.cluster else {
+        let message = format!(
+            "Cluster {} does not exist",
+            api::v1alpha1::HasCluster::cluster_name(facts.obj)
+        );
+        // The Cluster watch wakes the instance when it appears.
+        let warn = Some(events::CLUSTER_NOT_FOUND);
+        return blocked(synced::CLUSTER_NOT_FOUND, message, true, warn);
+    };
+    if cluster.spec.paused {
+        let message = "the cluster is paused; nothing is changed".to_string();
+        return blocked(synced::PAUSED, message, false, None);
+    }
+    let Some(pd_url) = pd_url else {
+        let message = "waiting for the Cluster to report PD's URL".to_string();
+        return blocked(synced::WAITING_FOR_PD, message, true, None);
+    };
+    match resources::desired(facts.obj, &facts.namespace, pd_url) {
+        Ok(d) => Sync::Run(Box::new(d)),
+        Err(Invalid::Config(message)) => blocked(
+            synced::INVALID_CONFIG,
+            message,
+            true,
+            Some(events::INVALID_CONFIG),
+        ),
+        Err(Invalid::Spec(message)) => blocked(
+            synced::INVALID_SPEC,
+            message,
+            true,
+            Some(events::INVALID_SPEC),
+        ),
+    }
+}
+
+/// The pod part of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodPlan {
+    /// ConfigMap and PVCs to apply.
+    pub apply: Option<(ConfigMap, Vec<PersistentVolumeClaim>)>,
+    /// The pod operation.
+    pub op: PodOp,
+    /// The pod as it will be afterwards (`None`: gone or about to be created).
+    pub after: Option<Pod>,
+    /// The `Synced` condition.
+    pub synced: NewCondition,
+    /// Events of the above.
+    pub events: Vec<Event>,
+}
+
+/// What happens to the pod: created when missing (unless suspended), deleted when it must
+/// restart and `may_restart`, else kept. The ConfigMap and PVCs are applied before a pod is
+/// created and while it is not ready (they may be why); a ready pod at its revision runs what
+/// they hold, so they are left alone (no writes while nothing changes).
+pub fn pod_plan<K: InstanceKind>(facts: &Facts<K>, sync: &Sync, may_restart: bool) -> PodPlan {
+    let name = facts.obj.meta().name.clone().unwrap_or_default();
+    let mut plan = PodPlan {
+        apply: None,
+        op: PodOp::Keep,
+        after: facts.pod.clone(),
+        synced: NewCondition::new(synced::TYPE, true, synced::SYNCED, ""),
+        events: Vec::new(),
+    };
+    let desired = match sync {
+        Sync::Blocked {
+            reason,
+            message,
+            event,
+            ..
+        } => {
+            plan.synced = NewCondition::new(synced::TYPE, false, *reason, message.clone());
+            plan.events.extend(event.clone());
+            return plan;
+        }
+        Sync::Run(d) => d,
+    };
+    let suspended = NewCondition::new(
+        synced::TYPE,
+        false,
+        synced::SUSPENDED,
+        "the cluster is suspended: no pod runs",
+    );
+    match &facts.pod {
+        None if facts.suspending() => plan.synced = suspended,
+        None => {
+            plan.op = PodOp::Create(Box::new(desired.pod.clone()));
+            plan.events.push(Event::normal(
+                events::POD_CREATED,
+                format!("Created pod {name}"),
+            ));
+        }
+        Some(p) if p.meta().deletion_timestamp.is_some() => {}
+        Some(p) => match facts.restart() {
+            Some(why) if may_restart => {
+                plan.op = PodOp::Delete {
+                    uid: p.meta().uid.clone().unwrap_or_default(),
+                };
+                plan.after = None;
+                let note = match why {
+                    Restart::Suspend => format!("Deleted pod {name}: the cluster is suspended"),
+                    Restart::Outdated { running, wanted } => format!(
+                        "Deleted pod {name} to restart it at revision {}: it ran {}",
+                        wanted.as_deref().unwrap_or("(none)"),
+                        running.as_deref().unwrap_or("no revision"),
+                    ),
+                };
+                plan.events.push(Event::normal(events::POD_DELETED, note));
+                if facts.suspending() {
+                    plan.synced = suspended;
+                }
+            }
+            _ => {}
+        },
+    }
+    let not_ready = plan
+        .after
+        .as_ref()
+        .is_some_and(|p| !status::pod_ready(Some(p)));
+    if matches!(plan.op, PodOp::Create(_)) || not_ready {
+        plan.apply = Some((desired.config_map.clone(), desired.pvcs.clone()));
+    }
+    plan
+}
+
+/// The status to report: the stored one with `new` conditions merged in (transition times kept),
+/// the observed generation, the revision of the pod once it is ready, and the kind's own fields
+/// set by `fill`. A pod that cannot run (image, version, command) is the user's to fix: its
+/// first sight adds a Warning Event to `events`.
+pub fn status<K: InstanceKind>(
+    facts: &Facts<K>,
+    new: &[NewCondition],
+    pod_after: Option<&Pod>,
+    events: &mut Vec<Event>,
+    fill: impl FnOnce(&mut K::Status),
+) -> K::Status {
+    if let Some((reason, message)) = status::pod_problem(pod_after)
+        && !conditions::has_reason(facts.conditions(), api::conditions::ready::TYPE, &reason)
+    {
+        events.push(Event::warning(
+            events::POD_CANNOT_RUN,
+            format!("{reason}: {message}"),
+        ));
+    }
+    let generation = facts.obj.meta().generation;
+    let mut st = facts.obj.status_or_default();
+    let common = K::common(&mut st);
+    common.observed_generation = generation;
+    common.conditions = conditions::merge(&common.conditions, new, generation, Time(facts.now));
+    if status::pod_ready(pod_after) {
+        common.current_revision = pod_after
+            .and_then(|p| api::labels::revision(p.meta()))
+            .map(String::from);
+    }
+    fill(&mut st);
+    st
+}

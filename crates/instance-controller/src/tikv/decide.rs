@@ -1,0 +1,799 @@
+//! The decision of a TiKV store's reconcile, from its facts alone. Pure.
+//!
+//! - Leaving (`spec.offline`, or deleted): PD removes the store (Offline → Tombstone) while its
+//!   pod keeps running; a deleted one keeps its finalizer until then. A refusal (too few stores
+//!   would stay Up) is reported, nothing is deleted. Back from offline before Tombstone: the
+//!   removal is cancelled.
+//! - A restart (new revision, suspend) goes through leader eviction ([`evict::decide`]): PD's
+//!   evict-leader scheduler, no leader left (or the timeout), no down peers elsewhere; the entry
+//!   is removed once the new pod is ready and the store Up.
+//! - Status: Ready (pod ready, store Up), LeadersEvicted, Offlined, StoreDown, Synced, store id,
+//!   state, leader and region counts. What PD could not be asked about keeps its last value.
+
+use api::conditions::{leaders_evicted, offlined};
+use api::events;
+use api::v1alpha1::{StoreState, TiKV};
+use kube::runtime::controller::Action;
+use operator_runtime::conditions::{self, NewCondition};
+
+use super::evict::{self, Step, WaitReason};
+use super::facts::{PdView, Store, TikvFacts};
+use crate::context::{RETRY, SOON, TIKV_READY, WATCH_CLOSELY};
+use crate::instance::plan;
+use crate::instance::{Event, Finalizer, PdOp, PdStep, Plan, Refusal, Sync};
+use crate::status;
+
+/// The plan of one TiKV store's reconcile.
+pub fn decide(f: &TikvFacts) -> Plan<TiKV> {
+    if f.instance.deleting() {
+        leave(f)
+    } else {
+        run(f)
+    }
+}
+
+/// A deleted store: removed from PD first, then the finalizer goes.
+fn leave(f: &TikvFacts) -> Plan<TiKV> {
+    let i = &f.instance;
+    let done = Plan {
+        finalizer: Finalizer::Remove,
+        ..Plan::wait(Action::await_change())
+    };
+    if i.cluster_gone() {
+        return done;
+    }
+    if i.paused() {
+        // Unpausing changes the Cluster, which wakes the instance.
+        return Plan::wait(Action::await_change());
+    }
+    let snapshot = match &f.pd {
+        // No PD URL: no pod was ever started, so no store can exist.
+        PdView::NoUrl => return done,
+        // PD says nothing about the store: it may still hold data.
+        PdView::Unreachable(_) => return Plan::wait(Action::requeue(RETRY)),
+        PdView::Answered(s) => s,
+    };
+    let Some(store) = &snapshot.store else {
+        return done;
+    };
+    let (step, offlined) = removal(store);
+    let removed = store.state == StoreState::Tombstone;
+    let mut events = Vec::new();
+    let status = plan::status(i, &[offlined], None, &mut events, |s| fill(s, Some(store)));
+    let mut pd: Vec<PdStep> = step.into_iter().collect();
+    if removed && snapshot.evicting.contains(&store.id) {
+        pd.push(PdStep::quiet(PdOp::EndEviction { store: store.id }));
+    }
+    Plan {
+        pd,
+        status: Some(status),
+        events,
+        ..if removed {
+            done
+        } else {
+            Plan::wait(Action::requeue(SOON))
+        }
+    }
+}
+
+/// A leaving store's next PD request and its `Offlined` condition.
+fn removal(store: &Store) -> (Option<PdStep>, NewCondition) {
+    let removing = NewCondition::new(
+        offlined::TYPE,
+        false,
+        offlined::REMOVING,
+        format!("PD is moving {} regions away", store.region_count),
+    );
+    match store.state {
+        StoreState::Tombstone => (
+            None,
+            NewCondition::new(
+                offlined::TYPE,
+                true,
+                offlined::REMOVED,
+                "PD has removed the store",
+            ),
+        ),
+        StoreState::Offline => (None, removing),
+        _ => {
+            let note = format!(
+                "Asked PD to remove store {}: its regions move to other stores",
+                store.id
+            );
+            let step = PdStep {
+                on_refusal: Some(Refusal {
+                    condition: offlined::TYPE,
+                    reason: offlined::REFUSED,
+                    event: events::STORE_REMOVAL_REFUSED,
+                }),
+                ..PdStep::new(
+                    PdOp::RemoveStore { store: store.id },
+                    events::STORE_REMOVING,
+                    note,
+                )
+            };
+            (Some(step), removing)
+        }
+    }
+}
+
+/// The status fields PD reports about the store.
+fn fill(s: &mut api::v1alpha1::TiKVStatus, store: Option<&Store>) {
+    s.id = store.map(|st| st.id.to_string());
+    s.state = store.map(|st| st.state);
+    s.leader_count = store.map(|st| st.leader_count);
+    s.region_count = store.map(|st| st.region_count);
+}
+
+/// A store that stays (or is on its way out through `spec.offline`).
+fn run(f: &TikvFacts) -> Plan<TiKV> {
+    let i = &f.instance;
+    let sync = plan::sync(i, i.pd_url());
+    let leaving = i.obj.spec.offline;
+    let runs = matches!(sync, Sync::Run(_));
+    let store = f.store();
+    let mut pd = Vec::new();
+    let mut events = Vec::new();
+    let mut conditions = Vec::new();
+
+    // A restart moves the store's leaders away first.
+    let eviction = f.eviction();
+    let mut evicting_now = eviction.evicting;
+    let may_restart = match &f.pd {
+        // Nothing PD could move: no store exists, or the cluster stops without PD anyway.
+        PdView::NoUrl => true,
+        PdView::Unreachable(_) => i.suspending(),
+        PdView::Answered(_) if leaving || !runs => false,
+        PdView::Answered(_) => {
+            let step = evict::decide(&eviction);
+            let (id, leaders) = store.map_or((0, 0), |s| (s.id, s.leader_count));
+            let mut may = false;
+            match &step {
+                Step::StartEviction => {
+                    let note = format!(
+                        "Evicting {leaders} leaders from store {id} before restarting its pod"
+                    );
+                    let op = PdOp::StartEviction { store: id };
+                    pd.push(PdStep::new(op, events::EVICTING_LEADERS, note));
+                    evicting_now = true;
+                }
+                Step::Restart { timed_out } => {
+                    may = true;
+                    events.extend(restart_event(
+                        id,
+                        leaders,
+                        *timed_out,
+                        eviction.evicting,
+                        i.suspending(),
+                        &i.obj.spec.restart.leader_eviction_timeout,
+                    ));
+                }
+                Step::EndEviction => {
+                    let note = format!("Store {id} is back: its leaders may return");
+                    let op = PdOp::EndEviction { store: id };
+                    pd.push(PdStep::new(op, events::LEADER_EVICTION_ENDED, note));
+                    evicting_now = false;
+                }
+                Step::Wait(_) | Step::Nothing => {}
+            }
+            conditions.push(leaders_evicted_condition(&step, evicting_now, id, leaders));
+            may
+        }
+    };
+
+    // Leaving, or back before PD finished: ask PD.
+    if let (PdView::Answered(_), false) = (&f.pd, i.paused()) {
+        match store {
+            Some(s) if leaving => {
+                let (step, offlined) = removal(s);
+                pd.extend(step);
+                conditions.push(offlined);
+            }
+            Some(s) if s.state == StoreState::Offline => {
+                let note = format!("Store {} is Up again", s.id);
+                let op = PdOp::CancelRemoval { store: s.id };
+                pd.push(PdStep::new(op, events::STORE_REMOVAL_CANCELLED, note));
+            }
+            _ => {}
+        }
+    }
+    let store_seen = match &f.pd {
+        PdView::Answered(_) => Ok(store),
+        PdView::Unreachable(e) => Err(e.as_str()),
+        PdView::NoUrl => Ok(None),
+    };
+    if leaving && matches!(store_seen, Ok(None)) {
+        conditions.push(NewCondition::new(
+            offlined::TYPE,
+            true,
+            offlined::REMOVED,
+            "PD has no store at this address",
+        ));
+    }
+    if let Ok(store) = store_seen {
+        conditions.push(status::store_down(store));
+    }
+
+    // A leaving store keeps its pod: PD moves its regions away through it.
+    let pod = plan::pod_plan(i, &sync, !leaving && may_restart);
+    events.extend(pod.events);
+    let ready = status::tikv_ready(pod.after.as_ref(), store_seen);
+    let is_ready = ready.status == conditions::TRUE;
+    conditions.push(ready);
+    conditions.push(pod.synced);
+    let status = plan::status(i, &conditions, pod.after.as_ref(), &mut events, |s| {
+        if let PdView::Answered(_) = &f.pd {
+            fill(s, store);
+        }
+    });
+    let restarting = !leaving && runs && i.restart().is_some();
+    let requeue = match (&sync, &f.pd) {
+        (
+            Sync::Blocked {
+                until_changed: true,
+                ..
+            },
+            _,
+        ) => Action::await_change(),
+        (_, PdView::Unreachable(_)) => Action::requeue(RETRY),
+        _ if evicting_now || restarting => Action::requeue(WATCH_CLOSELY),
+        _ if is_ready && !leaving => Action::requeue(TIKV_READY),
+        _ => Action::requeue(SOON),
+    };
+    Plan {
+        finalizer: plan::finalizer_for(i.obj),
+        pd,
+        apply: pod.apply,
+        pod: pod.op,
+        status: Some(status),
+        events,
+        requeue,
+    }
+}
+
+/// The Event of a restart after (or without) eviction, if it needs one.
+fn restart_event(
+    id: u64,
+    leaders: i64,
+    timed_out: bool,
+    evicting: bool,
+    suspending: bool,
+    timeout: &str,
+) -> Option<Event> {
+    if timed_out && suspending {
+        Some(Event::normal(
+            events::STOPPING_WITH_LEADERS,
+            format!(
+                "Store {id} stops with {leaders} leaders: the cluster is suspending and no store is left to take them"
+            ),
+        ))
+    } else if timed_out {
+        Some(Event::warning(
+            events::LEADER_EVICTION_TIMEOUT,
+            format!("Store {id} still has {leaders} leaders after {timeout}: restarting it anyway"),
+        ))
+    } else if evicting {
+        Some(Event::normal(
+            events::LEADERS_EVICTED,
+            format!("Store {id} has no leaders left"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// `LeadersEvicted` after `step`.
+fn leaders_evicted_condition(step: &Step, evicting: bool, id: u64, leaders: i64) -> NewCondition {
+    match (step, evicting) {
+        (_, false) => {
+            NewCondition::unknown(leaders_evicted::TYPE, leaders_evicted::NOT_EVICTING, "")
+        }
+        (Step::Wait(WaitReason::DownPeers(stores)), _) => NewCondition::new(
+            leaders_evicted::TYPE,
+            leaders == 0,
+            leaders_evicted::WAITING_FOR_DOWN_PEERS,
+            format!(
+                "stores {} have down peers; restarting this one could lose a quorum",
+                stores
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        _ if leaders == 0 => NewCondition::new(
+            leaders_evicted::TYPE,
+            true,
+            leaders_evicted::EVICTED,
+            format!("store {id} has no leaders"),
+        ),
+        _ => NewCondition::new(
+            leaders_evicted::TYPE,
+            false,
+            leaders_evicted::EVICTING,
+            format!("{leaders} leaders left on store {id}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every path the end-to-end scenarios take through a store's reconcile, as a table.
+
+    use api::v1alpha1::TiKVStatus;
+    use kube::runtime::events::EventType;
+    use serde_json::json;
+
+    use super::*;
+    use crate::instance::fixtures::{cluster, condition, deleting, facts, pod, tikv};
+    use crate::instance::{Facts, PodOp};
+
+    fn store(state: StoreState, leaders: i64) -> Store {
+        Store {
+            id: 7,
+            state,
+            leader_count: leaders,
+            region_count: 30,
+            zone: Some("a".into()),
+        }
+    }
+
+    fn other(id: u64, zone: &str) -> Store {
+        Store {
+            id,
+            zone: Some(zone.into()),
+            ..store(StoreState::Up, 10)
+        }
+    }
+
+    /// PD's answer: this store, two others, which are evicting, which have down peers.
+    fn answered(this: Option<Store>, evicting: &[u64], down: Option<&[u64]>) -> PdView {
+        PdView::Answered(super::super::facts::Snapshot {
+            store: this,
+            others: vec![other(8, "b"), other(9, "c")],
+            evicting: evicting.to_vec(),
+            down_peers: down.map(<[u64]>::to_vec),
+        })
+    }
+
+    fn with<'a>(i: Facts<'a, TiKV>, pd: PdView) -> TikvFacts<'a> {
+        TikvFacts { instance: i, pd }
+    }
+
+    /// A store that reported Ready at r1 and is told r2 (`revision`) or stays at r1.
+    fn at(revision: &str, status: serde_json::Value) -> TiKV {
+        let mut s = json!({"currentRevision": "r1", "id": "7"});
+        if let (Some(s), Some(extra)) = (s.as_object_mut(), status.as_object()) {
+            s.extend(extra.clone());
+        }
+        tikv(revision, json!({}), s)
+    }
+
+    fn condition_of(plan: &Plan<TiKV>, type_: &str) -> (String, String) {
+        let c = conditions::find(&plan.status.as_ref().unwrap().common.conditions, type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"));
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn reasons(plan: &Plan<TiKV>) -> Vec<&'static str> {
+        plan.pd
+            .iter()
+            .filter_map(|s| s.event.as_ref())
+            .chain(&plan.events)
+            .map(|e| e.reason)
+            .collect()
+    }
+
+    fn ops(plan: &Plan<TiKV>) -> Vec<PdOp> {
+        plan.pd.iter().map(|s| s.op.clone()).collect()
+    }
+
+    #[test]
+    fn a_ready_store_changes_nothing_and_writes_nothing_twice() {
+        let t = at("r1", json!({}));
+        let f = with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        );
+        let plan = decide(&f);
+        assert_eq!(
+            (&plan.pd, &plan.pod, &plan.apply, plan.finalizer),
+            (&vec![], &PodOp::Keep, &None, Finalizer::Keep)
+        );
+        assert_eq!(plan.requeue, Action::requeue(TIKV_READY));
+        assert_eq!(
+            condition_of(&plan, "Ready"),
+            ("True".into(), "StoreUp".into())
+        );
+        let st = plan.status.clone().unwrap();
+        assert_eq!(
+            (st.id.as_deref(), st.state, st.leader_count),
+            (Some("7"), Some(StoreState::Up), Some(12))
+        );
+        assert!(plan.events.is_empty());
+        // Stored, the same facts give the same status: no write.
+        let mut stored = t.clone();
+        stored.status = Some(st.clone());
+        let again = decide(&with(
+            facts(
+                &stored,
+                Some(cluster(json!({}))),
+                Some(pod("t1", "r1", true)),
+            ),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!(again.status, Some(st));
+    }
+
+    #[test]
+    fn an_outdated_store_evicts_its_leaders_waits_then_restarts() {
+        let t = at("r2", json!({}));
+        let outdated = || Some(pod("t1", "r1", true));
+        let c = || Some(cluster(json!({})));
+        // Start: the scheduler, announced.
+        let plan = decide(&with(
+            facts(&t, c(), outdated()),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::StartEviction { store: 7 }]);
+        assert_eq!(reasons(&plan), ["EvictingLeaders"]);
+        assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(
+            condition_of(&plan, "LeadersEvicted"),
+            ("False".into(), "Evicting".into())
+        );
+        assert_eq!(plan.requeue, Action::requeue(WATCH_CLOSELY));
+        // Wait while leaders remain.
+        let plan = decide(&with(
+            facts(&t, c(), outdated()),
+            answered(Some(store(StoreState::Up, 5)), &[7], None),
+        ));
+        assert_eq!((ops(&plan), &plan.pod), (vec![], &PodOp::Keep));
+        // No leader left, no down peer elsewhere: the pod goes, only this one.
+        let plan = decide(&with(
+            facts(&t, c(), outdated()),
+            answered(Some(store(StoreState::Up, 0)), &[7], Some(&[])),
+        ));
+        assert_eq!(
+            plan.pod,
+            PodOp::Delete {
+                uid: "pod-t1-r1".into()
+            }
+        );
+        assert_eq!(reasons(&plan), ["LeadersEvicted", "PodDeleted"]);
+        assert_eq!(
+            plan.events[1].note,
+            "Deleted pod t1 to restart it at revision r2: it ran r1"
+        );
+        assert_eq!(
+            condition_of(&plan, "Ready"),
+            ("False".into(), "PodNotReady".into())
+        );
+        // The ConfigMap and PVCs are applied only with the new pod.
+        assert!(plan.apply.is_none());
+    }
+
+    #[test]
+    fn which_stores_have_down_peers_is_asked_only_when_the_restart_is_near() {
+        let t = at("r2", json!({}));
+        let busy = with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 5)), &[7], None),
+        );
+        assert!(!evict::restart_near(&busy.eviction()));
+        let drained = with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        );
+        assert!(evict::restart_near(&drained.eviction()));
+        // Not asked (or PD failed): no restart.
+        assert_eq!(decide(&drained).pod, PodOp::Keep);
+    }
+
+    #[test]
+    fn down_peers_on_another_store_hold_the_restart_unless_zones_restart_together() {
+        let t = at("r2", json!({}));
+        let f = |t: &TiKV| {
+            decide(&with(
+                facts(t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+                answered(Some(store(StoreState::Up, 0)), &[7], Some(&[8])),
+            ))
+        };
+        let plan = f(&t);
+        assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(
+            condition_of(&plan, "LeadersEvicted"),
+            ("True".into(), "WaitingForDownPeers".into())
+        );
+        // Store 8 is in zone b; whole zones restart together only when 8 is in this zone.
+        let zones = tikv(
+            "r2",
+            json!({"restart": {"zoneByZone": true}}),
+            json!({"currentRevision": "r1"}),
+        );
+        assert_eq!(f(&zones).pod, PodOp::Keep);
+        let same_zone = decide(&with(
+            facts(
+                &zones,
+                Some(cluster(json!({}))),
+                Some(pod("t1", "r1", true)),
+            ),
+            PdView::Answered(super::super::facts::Snapshot {
+                store: Some(store(StoreState::Up, 0)),
+                others: vec![other(8, "a"), other(9, "c")],
+                evicting: vec![7],
+                down_peers: Some(vec![8]),
+            }),
+        ));
+        assert!(matches!(same_zone.pod, PodOp::Delete { .. }));
+    }
+
+    #[test]
+    fn the_eviction_timeout_restarts_anyway_with_a_warning() {
+        let evicting_since =
+            |secs| json!({"conditions": [condition("LeadersEvicted", "False", "Evicting", secs)]});
+        let t = tikv(
+            "r2",
+            json!({"restart": {"leaderEvictionTimeout": "10m"}}),
+            evicting_since(601),
+        );
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 3)), &[7], Some(&[])),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+        assert_eq!(plan.events[0].type_, EventType::Warning);
+        assert_eq!(
+            plan.events[0].note,
+            "Store 7 still has 3 leaders after 10m: restarting it anyway"
+        );
+        // Before the timeout: wait.
+        let t = tikv("r2", json!({}), evicting_since(30));
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 3)), &[7], Some(&[])),
+        ));
+        assert_eq!(plan.pod, PodOp::Keep);
+    }
+
+    #[test]
+    fn the_eviction_ends_once_the_new_pod_is_ready_and_the_store_up() {
+        let t = at("r2", json!({"currentRevision": "r2"}));
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r2", true))),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::EndEviction { store: 7 }]);
+        assert_eq!(reasons(&plan), ["LeaderEvictionEnded"]);
+        // Not yet while the new pod is not ready.
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r2", false))),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(ops(&plan), []);
+        // ... but its ConfigMap and PVCs are applied again (they may be why).
+        assert!(plan.apply.is_some());
+    }
+
+    #[test]
+    fn pd_unreachable_keeps_the_pod_and_what_was_last_seen() {
+        let t = at("r2", json!({"state": "Up", "leaderCount": 4}));
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            PdView::Unreachable("connection refused".into()),
+        ));
+        assert_eq!((ops(&plan), &plan.pod), (vec![], &PodOp::Keep));
+        assert_eq!(
+            condition_of(&plan, "Ready"),
+            ("False".into(), "PDUnreachable".into())
+        );
+        let st: &TiKVStatus = plan.status.as_ref().unwrap();
+        assert_eq!((st.id.as_deref(), st.leader_count), (Some("7"), Some(4)));
+        assert_eq!(plan.requeue, Action::requeue(RETRY));
+        // A store being deleted keeps its finalizer.
+        let gone = deleting(t.clone());
+        let plan = decide(&with(
+            facts(&gone, Some(cluster(json!({}))), None),
+            PdView::Unreachable("no leader".into()),
+        ));
+        assert_eq!(plan.finalizer, Finalizer::Keep);
+        // Suspending without PD: nothing to evict, the pod stops.
+        let plan = decide(&with(
+            facts(
+                &t,
+                Some(cluster(json!({"suspendAction": {"suspendCompute": true}}))),
+                Some(pod("t1", "r2", true)),
+            ),
+            PdView::Unreachable("no leader".into()),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+    }
+
+    #[test]
+    fn suspending_evicts_while_another_store_can_take_leaders_then_stops() {
+        let t = at("r1", json!({}));
+        let suspend = || Some(cluster(json!({"suspendAction": {"suspendCompute": true}})));
+        let plan = decide(&with(
+            facts(&t, suspend(), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 5)), &[], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::StartEviction { store: 7 }]);
+        // Every other store evicts too: nobody can take the leaders, stop now.
+        let plan = decide(&with(
+            facts(&t, suspend(), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 5)), &[7, 8, 9], None),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+        assert_eq!(reasons(&plan), ["StoppingWithLeaders", "PodDeleted"]);
+        assert_eq!(
+            condition_of(&plan, "Synced"),
+            ("False".into(), "Suspended".into())
+        );
+        // Suspended: no pod is created.
+        let plan = decide(&with(
+            facts(&t, suspend(), None),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(
+            condition_of(&plan, "Synced"),
+            ("False".into(), "Suspended".into())
+        );
+    }
+
+    #[test]
+    fn an_offline_store_is_removed_by_pd_and_its_pod_kept_until_tombstone() {
+        let t = tikv(
+            "r2",
+            json!({"offline": true}),
+            json!({"currentRevision": "r1"}),
+        );
+        let decide_with = |s: Store| {
+            decide(&with(
+                facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+                answered(Some(s), &[], None),
+            ))
+        };
+        let plan = decide_with(store(StoreState::Up, 3));
+        assert_eq!(ops(&plan), [PdOp::RemoveStore { store: 7 }]);
+        assert_eq!(
+            plan.pd[0].on_refusal.as_ref().map(|r| r.reason),
+            Some("Refused")
+        );
+        assert_eq!(
+            plan.pod,
+            PodOp::Keep,
+            "outdated, but it drains through this pod"
+        );
+        assert_eq!(
+            condition_of(&plan, "Offlined"),
+            ("False".into(), "Removing".into())
+        );
+        let plan = decide_with(store(StoreState::Offline, 3));
+        assert_eq!(ops(&plan), []);
+        let plan = decide_with(store(StoreState::Tombstone, 0));
+        assert_eq!(
+            condition_of(&plan, "Offlined"),
+            ("True".into(), "Removed".into())
+        );
+        // Back before Tombstone: the removal is cancelled.
+        let back = at("r1", json!({}));
+        let plan = decide(&with(
+            facts(&back, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Offline, 3)), &[], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::CancelRemoval { store: 7 }]);
+    }
+
+    #[test]
+    fn a_deleted_store_keeps_its_finalizer_until_pd_has_removed_it() {
+        let t = deleting(at("r1", json!({})));
+        let f = |s: Store, evicting: &[u64]| {
+            decide(&with(
+                facts(&t, Some(cluster(json!({}))), None),
+                answered(Some(s), evicting, None),
+            ))
+        };
+        let plan = f(store(StoreState::Up, 3), &[]);
+        assert_eq!(ops(&plan), [PdOp::RemoveStore { store: 7 }]);
+        assert_eq!(plan.finalizer, Finalizer::Keep);
+        assert_eq!(plan.pod, PodOp::Keep);
+        let plan = f(store(StoreState::Tombstone, 0), &[7]);
+        assert_eq!(ops(&plan), [PdOp::EndEviction { store: 7 }]);
+        assert_eq!(plan.finalizer, Finalizer::Remove);
+        // Once the Cluster goes, PD no longer matters.
+        let plan = decide(&with(facts(&t, None, None), PdView::NoUrl));
+        assert_eq!(plan.finalizer, Finalizer::Remove);
+    }
+
+    #[test]
+    fn a_store_pd_reports_down_says_so_for_failover() {
+        let t = at("r1", json!({}));
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Down, 0)), &[], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "StoreDown"),
+            ("True".into(), "Down".into())
+        );
+        assert_eq!(
+            condition_of(&plan, "Ready"),
+            ("False".into(), "StoreDown".into())
+        );
+        // A store that is not Up holds no leaders to move: an outdated one restarts at once.
+        let outdated = at("r2", json!({}));
+        let plan = decide(&with(
+            facts(
+                &outdated,
+                Some(cluster(json!({}))),
+                Some(pod("t1", "r1", false)),
+            ),
+            answered(Some(store(StoreState::Down, 0)), &[], None),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+    }
+
+    #[test]
+    fn paused_or_invalid_changes_nothing() {
+        let t = at("r2", json!({}));
+        let plan = decide(&with(
+            facts(
+                &t,
+                Some(cluster(json!({"paused": true}))),
+                Some(pod("t1", "r1", true)),
+            ),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!((ops(&plan), &plan.pod), (vec![], &PodOp::Keep));
+        assert_eq!(
+            condition_of(&plan, "Synced"),
+            ("False".into(), "Paused".into())
+        );
+        // A config it cannot use: no eviction for a pod that could not be replaced; wait for
+        // the user's change, say it once.
+        let bad = tikv(
+            "r2",
+            json!({"config": "[server]\naddr = \"0.0.0.0:1\"\n"}),
+            json!({}),
+        );
+        let plan = decide(&with(
+            facts(&bad, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!((ops(&plan), &plan.pod), (vec![], &PodOp::Keep));
+        assert_eq!(plan.requeue, Action::await_change());
+        assert_eq!(reasons(&plan), ["InvalidConfig"]);
+        let mut told = bad.clone();
+        told.status = plan.status.clone();
+        let plan = decide(&with(
+            facts(&told, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert!(plan.events.is_empty());
+    }
+
+    #[test]
+    fn a_missing_pod_is_created_after_its_config_and_volumes() {
+        let t = at("r1", json!({}));
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), None),
+            answered(None, &[], None),
+        ));
+        assert!(matches!(plan.pod, PodOp::Create(_)));
+        let (cm, pvcs) = plan.apply.clone().unwrap();
+        assert_eq!(cm.metadata.name.as_deref(), Some("t1"));
+        assert_eq!(pvcs[0].metadata.name.as_deref(), Some("data-t1"));
+        assert_eq!(reasons(&plan), ["PodCreated"]);
+        assert_eq!(plan.requeue, Action::requeue(SOON));
+        // Without a PD URL nothing can start.
+        let mut no_pd = cluster(json!({}));
+        no_pd.status = None;
+        let plan = decide(&with(facts(&t, Some(no_pd), None), PdView::NoUrl));
+        assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(
+            condition_of(&plan, "Synced"),
+            ("False".into(), "WaitingForPD".into())
+        );
+    }
+}
