@@ -76,6 +76,12 @@ pub fn new_instance_name(group: &str) -> String {
 }
 
 /// Reconciles one group.
+#[tracing::instrument(skip_all, fields(
+    kind = %G::kind(&()),
+    namespace = group.meta().namespace.as_deref().unwrap_or_default(),
+    cluster = %group.cluster().name,
+    group = %group.name_any(),
+))]
 pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let _timer = ctx.metrics.reconcile(G::kind(&()).as_ref());
     let ns = group.namespace().ok_or(Error::NoNamespace)?;

@@ -86,20 +86,25 @@ async fn list(api: &Api<TiKV>) -> Vec<TiKV> {
     api.list(&ListParams::default()).await.unwrap().items
 }
 
-#[tokio::test]
-async fn tikv_group_lifecycle() {
-    let (client, ns, controller) = setup().await;
-    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
-    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
-    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
+/// The Cluster and a TiKVGroup of 3 at v8.5.0; returns once its 3 instances exist.
+async fn three_stores(client: &Client, ns: &str) -> (Api<TiKVGroup>, Api<TiKV>, Vec<TiKV>) {
+    create(&Api::<Cluster>::namespaced(client.clone(), ns), CLUSTER).await;
+    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), ns);
+    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), ns);
     create(&groups, &tikv_group(3, "v8.5.0")).await;
-
-    // Three instances, one per zone, owned by the group, at the update revision.
     let instances = wait_for(30, "3 TiKV instances", || async {
         let l = list(&tikvs).await;
         (l.len() == 3).then_some(l)
     })
     .await;
+    (groups, tikvs, instances)
+}
+
+#[tokio::test]
+async fn tikv_group_lifecycle() {
+    let (client, ns, controller) = setup().await;
+    // Three instances, one per zone, owned by the group, at the update revision.
+    let (groups, tikvs, instances) = three_stores(&client, &ns).await;
     let group = wait_for(30, "group status", || async {
         groups
             .get("basic-tikv")
@@ -362,15 +367,7 @@ async fn a_group_without_its_cluster_says_so() {
 #[tokio::test]
 async fn scale_in_during_a_template_change_touches_only_offline() {
     let (client, ns, controller) = setup().await;
-    create(&Api::<Cluster>::namespaced(client.clone(), &ns), CLUSTER).await;
-    let groups: Api<TiKVGroup> = Api::namespaced(client.clone(), &ns);
-    let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
-    create(&groups, &tikv_group(3, "v8.5.0")).await;
-    let instances = wait_for(30, "3 TiKV instances", || async {
-        let l = list(&tikvs).await;
-        (l.len() == 3).then_some(l)
-    })
-    .await;
+    let (groups, tikvs, instances) = three_stores(&client, &ns).await;
     let old_revision = instances[0].labels()[api::labels::REVISION].clone();
     for t in &instances {
         assert_eq!(t.spec.restart.leader_eviction_timeout, "10m");

@@ -124,38 +124,6 @@ async fn patch_group(env: &e2e::Env, patch: serde_json::Value) -> Result<TiKVGro
         .await
 }
 
-/// Waits until PD reports `n` Up stores, each with leaders, and leader and region counts have
-/// not changed for 5 s (at most 180 s; says so and goes on otherwise).
-async fn wait_settled(pd: &pdclient::PdClient, n: usize) {
-    let start = Instant::now();
-    let mut last: Option<Vec<(u64, u64, u64)>> = None;
-    let mut since = Instant::now();
-    while start.elapsed() < Duration::from_secs(180) {
-        if let Ok(stores) = pd.stores().await {
-            let mut up: Vec<(u64, u64, u64)> = stores
-                .iter()
-                .filter(|s| s.store.state_name.as_str() == "Up")
-                .map(|s| (s.store.id, s.status.leader_count, s.status.region_count))
-                .collect();
-            up.sort_unstable();
-            let spread = up.len() == n && up.iter().all(|s| s.1 > 0);
-            if !spread || last.as_ref() != Some(&up) {
-                last = Some(up);
-                since = Instant::now();
-            } else if since.elapsed() >= Duration::from_secs(5) {
-                println!(
-                    "settled after {:.1}s: (store, leaders, regions) {:?}",
-                    start.elapsed().as_secs_f64(),
-                    last.unwrap_or_default()
-                );
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("NOTE: PD's leader/region counts did not settle within 180 s: {last:?}");
-}
-
 async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     let env = e2e::Env::start(&format!("bench-upgrade-{n}")).await;
     env.apply_example(CLUSTER).await;
@@ -186,7 +154,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
             started.elapsed().as_secs_f64()
         );
     }
-    wait_settled(&pd, n).await;
+    common::wait_settled(&pd, n).await;
 
     if let Some(mode) = mode {
         let patch = serde_json::json!({"spec": {"updatePolicy": {"mode": mode}}});

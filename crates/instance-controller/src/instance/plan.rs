@@ -204,6 +204,27 @@ impl<K: InstanceKind> Plan<K> {
     }
 }
 
+/// The finalizer goes, and with it the object.
+pub fn released<K: InstanceKind>() -> Plan<K> {
+    Plan {
+        finalizer: Finalizer::Remove,
+        ..Plan::wait(Action::await_change())
+    }
+}
+
+/// What a deleted instance does before PD is asked: once its Cluster is gone PD no longer
+/// matters (released); while it is paused it waits (unpausing changes the Cluster, which wakes
+/// it). `None`: it is PD's turn.
+pub fn leave_without_pd<K: InstanceKind>(facts: &Facts<K>) -> Option<Plan<K>> {
+    if facts.cluster_gone() {
+        Some(released())
+    } else if facts.paused() {
+        Some(Plan::wait(Action::await_change()))
+    } else {
+        None
+    }
+}
+
 /// Whether the instance may run: the objects it needs, or why not (its `Synced` condition).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sync {

@@ -20,7 +20,7 @@ use super::facts::{PdFacts, pd_url};
 use super::quorum::{self, Change, Step};
 use crate::context::{PD_READY, RETRY, SOON, WATCH_CLOSELY};
 use crate::instance::plan;
-use crate::instance::{Event, Finalizer, PdOp, PdStep, Plan, Restart, Sync};
+use crate::instance::{Event, PdOp, PdStep, Plan, Restart, Sync};
 
 /// The plan of one PD member's reconcile.
 pub fn decide(f: &PdFacts) -> Plan<PD> {
@@ -34,18 +34,10 @@ pub fn decide(f: &PdFacts) -> Plan<PD> {
 /// A deleted member leaves PD, keeping its quorum.
 fn leave(f: &PdFacts) -> Plan<PD> {
     let i = &f.instance;
+    if let Some(plan) = plan::leave_without_pd(i) {
+        return plan;
+    }
     let name = i.obj.name_any();
-    let done = Plan {
-        finalizer: Finalizer::Remove,
-        ..Plan::wait(Action::await_change())
-    };
-    if i.cluster_gone() {
-        return done;
-    }
-    if i.paused() {
-        // Unpausing changes the Cluster, which wakes the instance.
-        return Plan::wait(Action::await_change());
-    }
     let members = match &f.members {
         Some(Ok(m)) => m,
         // The member may still be in PD: wait until PD can say.
@@ -62,7 +54,7 @@ fn leave(f: &PdFacts) -> Plan<PD> {
                 })
                 .into_iter()
                 .collect(),
-            ..done
+            ..plan::released()
         },
         Step::TransferLeader { to } => Plan {
             pd: vec![transfer(&name, to, "before it leaves PD")],
@@ -236,8 +228,8 @@ mod tests {
 
     use super::super::facts::{Member, TikvStopping};
     use super::*;
-    use crate::instance::PodOp;
     use crate::instance::fixtures::{cluster, condition, deleting, facts, pd, pod};
+    use crate::instance::{Finalizer, PodOp};
 
     fn m(name: &str, leader: bool, healthy: bool) -> Member {
         Member {
@@ -258,17 +250,17 @@ mod tests {
         ]
     }
 
-    fn plan_of(
-        obj: &PD,
-        c: serde_json::Value,
-        p: Option<Pod>,
-        ms: Result<Vec<Member>, &str>,
-    ) -> Plan<PD> {
+    /// `p` with its pod running r1 (ready or not), PD answering `ms`.
+    fn pod_at_r1(p: &PD, ready: bool, ms: Result<Vec<Member>, &str>) -> Plan<PD> {
         decide(&PdFacts {
-            instance: facts(obj, Some(cluster(c)), p),
+            instance: facts(p, Some(cluster(json!({}))), Some(pod("pd-b", "r1", ready))),
             members: Some(ms.map_err(String::from)),
             tikv: None,
         })
+    }
+
+    fn ops(plan: &Plan<PD>) -> Vec<&PdOp> {
+        plan.pd.iter().map(|s| &s.op).collect()
     }
 
     fn restart_safe(plan: &Plan<PD>) -> (String, String) {
@@ -280,17 +272,10 @@ mod tests {
         (c.status.clone(), c.reason.clone())
     }
 
-    use k8s_openapi::api::core::v1::Pod;
-
     #[test]
     fn a_ready_member_reports_what_pd_says_and_looks_again_soon() {
         let p = pd("r1", json!({"currentRevision": "r1"}));
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(true, true)),
-        );
+        let plan = pod_at_r1(&p, true, Ok(members(true, true)));
         assert_eq!(
             (&plan.pd, &plan.pod, &plan.apply),
             (&vec![], &PodOp::Keep, &None)
@@ -308,28 +293,15 @@ mod tests {
         // Stored, the same facts give the same status: no write.
         let mut stored = p.clone();
         stored.status = Some(st.clone());
-        let again = plan_of(
-            &stored,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(true, true)),
-        );
+        let again = pod_at_r1(&stored, true, Ok(members(true, true)));
         assert_eq!(again.status, Some(st));
     }
 
     #[test]
     fn an_outdated_leader_hands_over_leadership_first() {
         let p = pd("r2", json!({}));
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(true, true)),
-        );
-        assert_eq!(
-            plan.pd.iter().map(|s| &s.op).collect::<Vec<_>>(),
-            [&PdOp::TransferLeader { to: "pd-a".into() }]
-        );
+        let plan = pod_at_r1(&p, true, Ok(members(true, true)));
+        assert_eq!(ops(&plan), [&PdOp::TransferLeader { to: "pd-a".into() }]);
         assert_eq!(plan.pod, PodOp::Keep);
         assert_eq!(
             restart_safe(&plan),
@@ -337,12 +309,7 @@ mod tests {
         );
         assert_eq!(plan.requeue, Action::requeue(WATCH_CLOSELY));
         // A follower whose peers keep a quorum restarts.
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(false, true)),
-        );
+        let plan = pod_at_r1(&p, true, Ok(members(false, true)));
         assert_eq!(
             plan.pod,
             PodOp::Delete {
@@ -355,12 +322,7 @@ mod tests {
     #[test]
     fn a_restart_that_would_lose_the_quorum_waits_and_says_so_once() {
         let p = pd("r2", json!({}));
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(false, false)),
-        );
+        let plan = pod_at_r1(&p, true, Ok(members(false, false)));
         assert_eq!(plan.pod, PodOp::Keep);
         assert_eq!(
             restart_safe(&plan),
@@ -375,24 +337,14 @@ mod tests {
             "r2",
             json!({"conditions": [condition("RestartSafe", "False", "WouldLoseQuorum", 10)]}),
         );
-        let plan = plan_of(
-            &told,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Ok(members(false, false)),
-        );
+        let plan = pod_at_r1(&told, true, Ok(members(false, false)));
         assert!(plan.events.is_empty());
     }
 
     #[test]
     fn without_pd_a_ready_member_waits_and_a_down_one_restarts() {
         let p = pd("r2", json!({"id": "98", "isLeader": true}));
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", true)),
-            Err("no leader"),
-        );
+        let plan = pod_at_r1(&p, true, Err("no leader"));
         assert_eq!(plan.pod, PodOp::Keep);
         assert_eq!(
             restart_safe(&plan),
@@ -400,12 +352,7 @@ mod tests {
         );
         let st = plan.status.as_ref().unwrap();
         assert_eq!((st.id.as_deref(), st.is_leader), (Some("98"), true), "kept");
-        let plan = plan_of(
-            &p,
-            json!({}),
-            Some(pod("pd-b", "r1", false)),
-            Err("no leader"),
-        );
+        let plan = pod_at_r1(&p, false, Err("no leader"));
         assert!(matches!(plan.pod, PodOp::Delete { .. }));
         assert_eq!(restart_safe(&plan), ("True".into(), "MemberDown".into()));
     }
@@ -458,7 +405,7 @@ mod tests {
         };
         let plan = leave(members(false, true));
         assert_eq!(
-            plan.pd.iter().map(|s| &s.op).collect::<Vec<_>>(),
+            ops(&plan),
             [&PdOp::RemoveMember {
                 name: "pd-b".into()
             }]
@@ -466,10 +413,7 @@ mod tests {
         assert_eq!(plan.finalizer, Finalizer::Remove);
         // The leader hands over first.
         let plan = leave(members(true, true));
-        assert_eq!(
-            plan.pd.iter().map(|s| &s.op).collect::<Vec<_>>(),
-            [&PdOp::TransferLeader { to: "pd-a".into() }]
-        );
+        assert_eq!(ops(&plan), [&PdOp::TransferLeader { to: "pd-a".into() }]);
         assert_eq!(plan.finalizer, Finalizer::Keep);
         // Not while the rest would have no quorum.
         let plan = leave(members(false, false));

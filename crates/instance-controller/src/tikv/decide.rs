@@ -20,7 +20,7 @@ use super::evict::{self, Step, WaitReason};
 use super::facts::{PdView, Store, TikvFacts};
 use crate::context::{RETRY, SOON, TIKV_READY, WATCH_CLOSELY};
 use crate::instance::plan;
-use crate::instance::{Event, Finalizer, PdOp, PdStep, Plan, Refusal, Sync};
+use crate::instance::{Event, PdOp, PdStep, Plan, Refusal, Sync};
 use crate::status;
 
 /// The plan of one TiKV store's reconcile.
@@ -35,26 +35,18 @@ pub fn decide(f: &TikvFacts) -> Plan<TiKV> {
 /// A deleted store: removed from PD first, then the finalizer goes.
 fn leave(f: &TikvFacts) -> Plan<TiKV> {
     let i = &f.instance;
-    let done = Plan {
-        finalizer: Finalizer::Remove,
-        ..Plan::wait(Action::await_change())
-    };
-    if i.cluster_gone() {
-        return done;
-    }
-    if i.paused() {
-        // Unpausing changes the Cluster, which wakes the instance.
-        return Plan::wait(Action::await_change());
+    if let Some(plan) = plan::leave_without_pd(i) {
+        return plan;
     }
     let snapshot = match &f.pd {
         // No PD URL: no pod was ever started, so no store can exist.
-        PdView::NoUrl => return done,
+        PdView::NoUrl => return plan::released(),
         // PD says nothing about the store: it may still hold data.
         PdView::Unreachable(_) => return Plan::wait(Action::requeue(RETRY)),
         PdView::Answered(s) => s,
     };
     let Some(store) = &snapshot.store else {
-        return done;
+        return plan::released();
     };
     let (step, offlined) = removal(store);
     let removed = store.state == StoreState::Tombstone;
@@ -69,7 +61,7 @@ fn leave(f: &TikvFacts) -> Plan<TiKV> {
         status: Some(status),
         events,
         ..if removed {
-            done
+            plan::released()
         } else {
             Plan::wait(Action::requeue(SOON))
         }
@@ -326,7 +318,7 @@ mod tests {
 
     use super::*;
     use crate::instance::fixtures::{cluster, condition, deleting, facts, pod, tikv};
-    use crate::instance::{Facts, PodOp};
+    use crate::instance::{Facts, Finalizer, PodOp};
 
     fn store(state: StoreState, leaders: i64) -> Store {
         Store {
