@@ -228,16 +228,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         .filter(|i| i.meta().deletion_timestamp.is_none())
     {
         if let Some(patch) = group.restart_patch(instance, zone_by_zone) {
-            instances_api
-                .patch(
-                    &instance.name_any(),
-                    &PatchParams {
-                        field_manager: Some(ctx.manager.clone()),
-                        ..Default::default()
-                    },
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+            merge_patch(&instances_api, &ctx.manager, &instance.name_any(), &patch).await?;
         }
     }
 
@@ -310,16 +301,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
                 // Only `spec.offline`: the store keeps the spec and revision it runs, even when
                 // the template changed meanwhile (it is not updated on its way out).
                 let patch = serde_json::json!({"spec": {"offline": offline}});
-                instances_api
-                    .patch(
-                        iname,
-                        &PatchParams {
-                            field_manager: Some(ctx.manager.clone()),
-                            ..Default::default()
-                        },
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
+                merge_patch(&instances_api, &ctx.manager, iname, &patch).await?;
                 let (reason, note) = if *offline {
                     (
                         events::SCALE_IN_STARTED,
@@ -339,9 +321,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             Action::Adopt { name: iname } => {
                 // Merge patch: the mark was written at creation, not by server-side apply.
                 let unmark = serde_json::json!({"metadata": {"annotations": {api::labels::REPLACEMENT_FOR: null}}});
-                instances_api
-                    .patch(iname, &PatchParams::default(), &Patch::Merge(&unmark))
-                    .await?;
+                merge_patch(&instances_api, &ctx.manager, iname, &unmark).await?;
                 let note =
                     format!("The store {iname} stood in for is gone: {iname} takes its place");
                 ctx.event(
@@ -436,6 +416,26 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     } else {
         CHANGING
     }))
+}
+
+/// Changes only the fields in `patch` (a JSON merge patch), as `manager`: server-side apply
+/// would take the whole object the manager owns.
+async fn merge_patch<K>(
+    api: &Api<K>,
+    manager: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    };
+    api.patch(name, &params, &Patch::Merge(patch))
+        .await
+        .map(drop)
 }
 
 fn ignore_not_found(e: kube::Error) -> Result<(), kube::Error> {

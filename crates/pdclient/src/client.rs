@@ -85,6 +85,17 @@ pub struct PdClientBuilder {
     observer: Option<Observer>,
 }
 
+impl std::fmt::Debug for PdClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdClientBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
 impl PdClientBuilder {
     /// Time PD gets to answer one request on one endpoint (default 5 s). A request that fails
     /// over to other endpoints can take up to this times the number of endpoints.

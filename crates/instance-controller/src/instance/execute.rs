@@ -1,5 +1,5 @@
 //! Carries out a [`Plan`], in order: finalizer added, PD requests, ConfigMap and PVCs, the pod,
-//! the status (only when it changed), finalizer removed, Events. Decides nothing: the only
+//! the status (only when it changed, and not for an object that goes), finalizer removed, Events. Decides nothing: the only
 //! branches are on what the API server or PD answered.
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
@@ -102,7 +102,9 @@ pub async fn run<K: InstanceKind>(
         }
     }
 
+    // Not for an object about to go: the write would only make the finalizer's patch conflict.
     if let Some(status) = &plan.status
+        && plan.finalizer != Finalizer::Remove
         && *status != obj.status_or_default()
     {
         ssa::apply_status(&instances, &ctx.kube.manager, &obj.name_any(), status).await?;

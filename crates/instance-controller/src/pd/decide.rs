@@ -79,7 +79,6 @@ fn transfer(from: &str, to: String, why: &str) -> PdStep {
 /// A member that stays: its pod, its restart, its status.
 fn run(f: &PdFacts) -> Plan<PD> {
     let i = &f.instance;
-    let name = i.obj.name_any();
     let sync = plan::sync(i, Some(&pd_url(i)));
     let mut pd = Vec::new();
     let mut events = Vec::new();
@@ -87,97 +86,9 @@ fn run(f: &PdFacts) -> Plan<PD> {
 
     // The pending restart's last check; nothing restarts while the instance cannot run.
     let restart = i.restart().filter(|_| matches!(sync, Sync::Run(_)));
-    let may_restart = match &restart {
-        None => {
-            conditions.push(NewCondition::unknown(
-                restart_safe::TYPE,
-                restart_safe::NO_RESTART_PENDING,
-                "",
-            ));
-            false
-        }
-        // The whole cluster stops, so no quorum can be kept; PD goes last: TiKV stores need it
-        // to move their leaders away, and none may be about to start again.
-        Some(Restart::Suspend) => {
-            let tikv = f.tikv.unwrap_or_default();
-            let stopped = f.tikv.is_some() && tikv.pods == 0 && tikv.unsuspended == 0;
-            conditions.push(if stopped {
-                NewCondition::new(
-                    restart_safe::TYPE,
-                    true,
-                    restart_safe::SUSPENDING,
-                    "every TiKV pod of the cluster is gone",
-                )
-            } else {
-                NewCondition::new(
-                    restart_safe::TYPE,
-                    false,
-                    restart_safe::WAITING_FOR_TIKV,
-                    format!("{} TiKV pods of the cluster still run", tikv.pods),
-                )
-            });
-            stopped
-        }
-        Some(Restart::Outdated { .. }) => match &f.members {
-            Some(Ok(members)) => match quorum::decide(&name, members, Change::Restart) {
-                Step::Proceed => {
-                    conditions.push(NewCondition::new(
-                        restart_safe::TYPE,
-                        true,
-                        restart_safe::QUORUM_KEPT,
-                        "",
-                    ));
-                    true
-                }
-                Step::TransferLeader { to } => {
-                    conditions.push(NewCondition::new(
-                        restart_safe::TYPE,
-                        false,
-                        restart_safe::TRANSFERRING_LEADER,
-                        format!("handing PD leadership to {to} before the restart"),
-                    ));
-                    pd.push(transfer(&name, to, "before restarting it"));
-                    false
-                }
-                Step::Wait(why) => {
-                    if !conditions::has_reason(
-                        i.conditions(),
-                        restart_safe::TYPE,
-                        restart_safe::WOULD_LOSE_QUORUM,
-                    ) {
-                        events.push(Event::warning(events::RESTART_BLOCKED, why.clone()));
-                    }
-                    conditions.push(NewCondition::new(
-                        restart_safe::TYPE,
-                        false,
-                        restart_safe::WOULD_LOSE_QUORUM,
-                        why,
-                    ));
-                    false
-                }
-            },
-            // PD cannot say whether the others keep a quorum: a ready member waits, one whose
-            // pod is not ready is down already and restarting it costs nothing.
-            _ if crate::status::pod_ready(i.pod.as_ref()) => {
-                conditions.push(NewCondition::new(
-                    restart_safe::TYPE,
-                    false,
-                    restart_safe::PD_UNREACHABLE,
-                    "PD cannot say whether the other members keep a quorum",
-                ));
-                false
-            }
-            _ => {
-                conditions.push(NewCondition::new(
-                    restart_safe::TYPE,
-                    true,
-                    restart_safe::MEMBER_DOWN,
-                    "PD cannot answer and this member is not ready",
-                ));
-                true
-            }
-        },
-    };
+    let safety = restart_safety(f, restart.as_ref(), &mut pd, &mut events);
+    let may_restart = safety.status == conditions::TRUE;
+    conditions.push(safety);
 
     let pod = plan::pod_plan(i, &sync, may_restart);
     events.extend(pod.events);
@@ -216,6 +127,72 @@ fn run(f: &PdFacts) -> Plan<PD> {
         status: Some(status),
         events,
         requeue,
+    }
+}
+
+/// `RestartSafe`: whether the pending `restart` may happen now (True), with what must happen
+/// first (a leadership transfer) or be said (a blocked restart, once).
+fn restart_safety(
+    f: &PdFacts,
+    restart: Option<&Restart>,
+    pd: &mut Vec<PdStep>,
+    events: &mut Vec<Event>,
+) -> NewCondition {
+    let i = &f.instance;
+    let name = i.obj.name_any();
+    let safe =
+        |ok, reason, message: String| NewCondition::new(restart_safe::TYPE, ok, reason, message);
+    match restart {
+        None => NewCondition::unknown(restart_safe::TYPE, restart_safe::NO_RESTART_PENDING, ""),
+        // The whole cluster stops, so no quorum can be kept; PD goes last: TiKV stores need it
+        // to move their leaders away, and none may be about to start again.
+        Some(Restart::Suspend) => match f.tikv {
+            Some(t) if t.pods == 0 && t.unsuspended == 0 => safe(
+                true,
+                restart_safe::SUSPENDING,
+                "every TiKV pod of the cluster is gone".into(),
+            ),
+            t => safe(
+                false,
+                restart_safe::WAITING_FOR_TIKV,
+                format!(
+                    "{} TiKV pods of the cluster still run",
+                    t.unwrap_or_default().pods
+                ),
+            ),
+        },
+        Some(Restart::Outdated { .. }) => match &f.members {
+            Some(Ok(members)) => match quorum::decide(&name, members, Change::Restart) {
+                Step::Proceed => safe(true, restart_safe::QUORUM_KEPT, String::new()),
+                Step::TransferLeader { to } => {
+                    let message = format!("handing PD leadership to {to} before the restart");
+                    pd.push(transfer(&name, to, "before restarting it"));
+                    safe(false, restart_safe::TRANSFERRING_LEADER, message)
+                }
+                Step::Wait(why) => {
+                    if !conditions::has_reason(
+                        i.conditions(),
+                        restart_safe::TYPE,
+                        restart_safe::WOULD_LOSE_QUORUM,
+                    ) {
+                        events.push(Event::warning(events::RESTART_BLOCKED, why.clone()));
+                    }
+                    safe(false, restart_safe::WOULD_LOSE_QUORUM, why)
+                }
+            },
+            // PD cannot say whether the others keep a quorum: a ready member waits, one whose
+            // pod is not ready is down already and restarting it costs nothing.
+            _ if crate::status::pod_ready(i.pod.as_ref()) => safe(
+                false,
+                restart_safe::PD_UNREACHABLE,
+                "PD cannot say whether the other members keep a quorum".into(),
+            ),
+            _ => safe(
+                true,
+                restart_safe::MEMBER_DOWN,
+                "PD cannot answer and this member is not ready".into(),
+            ),
+        },
     }
 }
 

@@ -130,27 +130,24 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
 
     // A restart moves the store's leaders away first.
     let eviction = f.eviction();
-    let mut evicting_now = eviction.evicting;
-    let may_restart = match &f.pd {
+    let (may_restart, evicting_now) = match &f.pd {
         // Nothing PD could move: no store exists, or the cluster stops without PD anyway.
-        PdView::NoUrl => true,
-        PdView::Unreachable(_) => i.suspending(),
-        PdView::Answered(_) if leaving || !runs => false,
+        PdView::NoUrl => (true, eviction.evicting),
+        PdView::Unreachable(_) => (i.suspending(), eviction.evicting),
+        PdView::Answered(_) if leaving || !runs => (false, eviction.evicting),
         PdView::Answered(_) => {
             let step = evict::decide(&eviction);
             let (id, leaders) = store.map_or((0, 0), |s| (s.id, s.leader_count));
-            let mut may = false;
-            match &step {
+            let (may, evicting_now) = match &step {
                 Step::StartEviction => {
                     let note = format!(
                         "Evicting {leaders} leaders from store {id} before restarting its pod"
                     );
                     let op = PdOp::StartEviction { store: id };
                     pd.push(PdStep::new(op, events::EVICTING_LEADERS, note));
-                    evicting_now = true;
+                    (false, true)
                 }
                 Step::Restart { timed_out } => {
-                    may = true;
                     events.extend(restart_event(
                         id,
                         leaders,
@@ -159,17 +156,18 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
                         i.suspending(),
                         &i.obj.spec.restart.leader_eviction_timeout,
                     ));
+                    (true, eviction.evicting)
                 }
                 Step::EndEviction => {
                     let note = format!("Store {id} is back: its leaders may return");
                     let op = PdOp::EndEviction { store: id };
                     pd.push(PdStep::new(op, events::LEADER_EVICTION_ENDED, note));
-                    evicting_now = false;
+                    (false, false)
                 }
-                Step::Wait(_) | Step::Nothing => {}
-            }
+                Step::Wait(_) | Step::Nothing => (false, eviction.evicting),
+            };
             conditions.push(leaders_evicted_condition(&step, evicting_now, id, leaders));
-            may
+            (may, evicting_now)
         }
     };
 

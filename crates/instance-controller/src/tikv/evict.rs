@@ -1,6 +1,7 @@
 //! When a TiKV pod may be restarted: only after PD has moved its region leaders away (the
-//! evict-leader scheduler), or the group's eviction timeout has passed, and never while another
-//! store has down peers (a restart then could leave regions without a quorum). Pure.
+//! evict-leader scheduler), or the eviction timeout (`spec.restart`, from its group) has passed,
+//! and never while another store has down peers (a restart then could leave regions without a
+//! quorum). Pure.
 
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub struct Facts<'a> {
     pub evicting: bool,
     /// How long the eviction has been going on.
     pub evicting_for: Option<Duration>,
-    /// The group's `leaderEvictionTimeout`.
+    /// `spec.restart.leaderEvictionTimeout`.
     pub timeout: Duration,
     /// Stores with down peers that could cost a region its quorum if this one restarts too
     /// (not its own, nor its zone's when whole zones restart); `None`: PD was not asked.
