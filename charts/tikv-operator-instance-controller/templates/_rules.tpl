@@ -3,10 +3,6 @@
   - apiGroups: [core.tikv.org]
     resources: [clusters]
     verbs: [get, list, watch]
-  # The TiKV group's update policy (leader-eviction timeout).
-  - apiGroups: [core.tikv.org]
-    resources: [tikvgroups]
-    verbs: [get]
   - apiGroups: [core.tikv.org]
     resources: [pds, tikvs]
     verbs: [get, list, watch, patch, update]

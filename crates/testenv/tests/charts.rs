@@ -77,7 +77,7 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
         ],
         _ => vec![
             ("core.tikv.org", "tikvs", "patch"),
-            ("core.tikv.org", "tikvgroups", "get"),
+            ("core.tikv.org", "tikvs", "list"),
             ("core.tikv.org", "tikvs/status", "patch"),
             ("core.tikv.org", "pds/status", "patch"),
             ("core.tikv.org", "pds/finalizers", "update"),
