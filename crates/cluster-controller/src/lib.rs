@@ -114,7 +114,7 @@ async fn delete_groups(
 
 /// Reconciles one Cluster.
 #[tracing::instrument(skip_all, fields(
-    namespace = cluster.metadata.namespace.as_deref().unwrap_or_default(),
+    namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(),
     cluster = %cluster.name_any(),
 ))]
 pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {

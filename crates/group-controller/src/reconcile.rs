@@ -78,7 +78,7 @@ pub fn new_instance_name(group: &str) -> String {
 /// Reconciles one group.
 #[tracing::instrument(skip_all, fields(
     kind = %G::kind(&()),
-    namespace = group.meta().namespace.as_deref().unwrap_or_default(),
+    namespace = %group.meta().namespace.as_deref().unwrap_or_default(),
     cluster = %group.cluster().name,
     group = %group.name_any(),
 ))]

@@ -144,9 +144,9 @@ pub fn span<K: InstanceKind>(obj: &K) -> tracing::Span {
     tracing::info_span!(
         "reconcile",
         kind = %K::kind(&()),
-        namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
-        cluster = obj.cluster_name(),
-        group = crate::kind::group_of(obj).unwrap_or_default(),
-        instance = obj.meta().name.as_deref().unwrap_or_default(),
+        namespace = %obj.meta().namespace.as_deref().unwrap_or_default(),
+        cluster = %obj.cluster_name(),
+        group = %crate::kind::group_of(obj).unwrap_or_default(),
+        instance = %obj.meta().name.as_deref().unwrap_or_default(),
     )
 }
