@@ -334,14 +334,8 @@ pub fn pod_plan<K: InstanceKind>(facts: &Facts<K>, sync: &Sync, may_restart: boo
         }
         Sync::Run(d) => d,
     };
-    let suspended = NewCondition::new(
-        synced::TYPE,
-        false,
-        synced::SUSPENDED,
-        "the cluster is suspended: no pod runs",
-    );
     match &facts.pod {
-        None if facts.suspending() => plan.synced = suspended,
+        None if facts.suspending() => {}
         None => {
             plan.op = PodOp::Create(Box::new(desired.pod.clone()));
             plan.events.push(Event::normal(
@@ -365,12 +359,23 @@ pub fn pod_plan<K: InstanceKind>(facts: &Facts<K>, sync: &Sync, may_restart: boo
                     ),
                 };
                 plan.events.push(Event::normal(events::POD_DELETED, note));
-                if facts.suspending() {
-                    plan.synced = suspended;
-                }
             }
             _ => {}
         },
+    }
+    // Suspended once the pod is gone or going (it does not come back).
+    if facts.suspending()
+        && plan
+            .after
+            .as_ref()
+            .is_none_or(|p| p.meta().deletion_timestamp.is_some())
+    {
+        plan.synced = NewCondition::new(
+            synced::TYPE,
+            false,
+            synced::SUSPENDED,
+            "the cluster is suspended: no pod runs",
+        );
     }
     let not_ready = plan
         .after

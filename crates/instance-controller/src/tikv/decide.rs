@@ -619,7 +619,16 @@ mod tests {
             condition_of(&plan, "Synced"),
             ("False".into(), "Suspended".into())
         );
-        // Suspended: no pod is created.
+        // Its pod terminating, then gone: Suspended all along, and no pod is created.
+        let going = deleting(pod("t1", "r1", true));
+        let plan = decide(&with(
+            facts(&t, suspend(), Some(going)),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "Synced"),
+            ("False".into(), "Suspended".into())
+        );
         let plan = decide(&with(
             facts(&t, suspend(), None),
             answered(Some(store(StoreState::Up, 0)), &[7], None),
