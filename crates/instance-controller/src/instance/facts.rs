@@ -115,9 +115,9 @@ impl<'a, K: InstanceKind> Facts<'a, K> {
         })
     }
 
-    /// The pod is Ready and built from the instance's revision.
+    /// The pod runs (not terminating), is Ready and was built from the instance's revision.
     pub fn pod_ready_at_revision(&self) -> bool {
-        let pod = self.pod.as_ref();
+        let pod = self.running_pod();
         status::pod_ready(pod)
             && pod.and_then(|p| api::labels::revision(p.meta())) == self.obj.revision()
     }

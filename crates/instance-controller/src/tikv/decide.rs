@@ -148,6 +148,11 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
                     (false, true)
                 }
                 Step::Restart { timed_out } => {
+                    // A store that stops for the suspend without eviction (nowhere to move its
+                    // leaders) is marked too: the others must not wait to move theirs onto it.
+                    if i.suspending() && !eviction.evicting && eviction.store_up() {
+                        pd.push(PdStep::quiet(PdOp::StartEviction { store: id }));
+                    }
                     events.extend(restart_event(
                         id,
                         leaders,
@@ -615,11 +620,19 @@ mod tests {
         ));
         assert!(matches!(plan.pod, PodOp::Delete { .. }));
         assert_eq!(reasons(&plan), ["StoppingWithLeaders", "PodDeleted"]);
+        // ... marked as evicting, so that the others do not count on it.
+        let plan = decide(&with(
+            facts(&t, suspend(), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 5)), &[8, 9], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::StartEviction { store: 7 }]);
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
         assert_eq!(
             condition_of(&plan, "Synced"),
             ("False".into(), "Suspended".into())
         );
-        // Its pod terminating, then gone: Suspended all along, and no pod is created.
+        // Its pod terminating, then gone: Suspended all along, no pod is created, and the
+        // eviction entry stays until the store is back.
         let going = deleting(pod("t1", "r1", true));
         let plan = decide(&with(
             facts(&t, suspend(), Some(going)),
@@ -629,6 +642,7 @@ mod tests {
             condition_of(&plan, "Synced"),
             ("False".into(), "Suspended".into())
         );
+        assert_eq!(ops(&plan), []);
         let plan = decide(&with(
             facts(&t, suspend(), None),
             answered(Some(store(StoreState::Up, 0)), &[7], None),

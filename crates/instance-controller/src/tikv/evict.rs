@@ -63,6 +63,13 @@ pub struct Facts<'a> {
     pub other_targets: usize,
 }
 
+impl Facts<'_> {
+    /// PD reports the store Up.
+    pub fn store_up(&self) -> bool {
+        self.store.is_some_and(|s| s.state == StoreState::Up)
+    }
+}
+
 /// Whether the restart is near enough that other stores' down peers decide it: PD must be asked
 /// for them (an expensive question, so only then).
 pub fn restart_near(f: &Facts) -> bool {
@@ -71,7 +78,7 @@ pub fn restart_near(f: &Facts) -> bool {
 
 /// Decides the next step.
 pub fn decide(f: &Facts) -> Step {
-    let up = f.store.filter(|s| s.state == StoreState::Up);
+    let up = f.store.filter(|_| f.store_up());
     if !f.must_restart {
         return if f.evicting && f.pod_current_and_ready && up.is_some() {
             Step::EndEviction
