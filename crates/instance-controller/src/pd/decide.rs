@@ -115,6 +115,8 @@ fn run(f: &PdFacts) -> Plan<PD> {
             until_changed: true,
             ..
         } => Action::await_change(),
+        // Stopped for the suspend: only resuming (a Cluster change) brings it back.
+        _ if i.suspending() && pod.after.is_none() => Action::await_change(),
         _ if restart.is_some() => Action::requeue(WATCH_CLOSELY),
         _ if is_ready => Action::requeue(PD_READY),
         _ => Action::requeue(SOON),
@@ -368,6 +370,8 @@ mod tests {
         let plan = with_tikv(TikvStopping::default());
         assert!(matches!(plan.pod, PodOp::Delete { .. }));
         assert!(plan.pd.is_empty());
+        // Stopped: it waits for the resume, without polling PD.
+        assert_eq!(plan.requeue, Action::await_change());
     }
 
     #[test]

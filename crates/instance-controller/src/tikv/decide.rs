@@ -230,6 +230,8 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
             },
             _,
         ) => Action::await_change(),
+        // Stopped for the suspend: only resuming (a Cluster change) brings it back.
+        _ if i.suspending() && pod.after.is_none() => Action::await_change(),
         (_, PdView::Unreachable(_)) => Action::requeue(RETRY),
         _ if evicting_now || restarting => Action::requeue(WATCH_CLOSELY),
         _ if is_ready && !leaving => Action::requeue(TIKV_READY),
@@ -645,9 +647,10 @@ mod tests {
         assert_eq!(ops(&plan), []);
         let plan = decide(&with(
             facts(&t, suspend(), None),
-            answered(Some(store(StoreState::Up, 0)), &[7], None),
+            PdView::Unreachable("PD is suspended too".into()),
         ));
         assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(plan.requeue, Action::await_change());
         assert_eq!(
             condition_of(&plan, "Synced"),
             ("False".into(), "Suspended".into())
