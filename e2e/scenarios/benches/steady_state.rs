@@ -57,16 +57,14 @@ async fn main() {
             l.get("kind").map(String::as_str) == Some(kind)
         });
         let api = api_requests(&delta, kind);
-        let requests: f64 = api
-            .iter()
-            .filter(|(v, _)| v != "watch")
-            .map(|(_, n)| n)
-            .sum();
-        let writes: f64 = api
-            .iter()
-            .filter(|(v, _)| is_write(v))
-            .map(|(_, n)| n)
-            .sum();
+        // A float sum of nothing is -0.0: fold from +0.0 so that "no writes" prints 0.00.
+        let count = |keep: fn(&str) -> bool| {
+            api.iter()
+                .filter(|(v, _)| keep(v))
+                .fold(0.0, |acc, (_, n)| acc + n)
+        };
+        let requests = count(|v| v != "watch");
+        let writes = count(is_write);
         let pd_total = sum(&delta, "tikv_operator_pd_requests_total", |l| {
             pd_kind(l.get("route").map(String::as_str).unwrap_or_default()) == kind
         });
