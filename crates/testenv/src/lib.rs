@@ -74,7 +74,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use control_plane::{ControlPlane, ControlPlaneOptions, FIELD_MANAGER};
+pub use control_plane::{ControlPlane, ControlPlaneOptions, FIELD_MANAGER, NodeNetwork};
 
 /// Environment variable naming the directory that holds the server binaries.
 pub const BIN_DIR_ENV: &str = "TIKV_OPERATOR_BIN_DIR";

@@ -53,46 +53,47 @@ struct Summary {
     operator: f64,
 }
 
-#[tokio::main]
-async fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
-    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let mut summaries = Vec::new();
-    for i in 1..=runs {
-        println!("\n=== apply_to_ready run {i}/{runs} ===");
-        summaries.push(run(i, verbose).await);
-    }
-    println!("\n=== apply_to_ready: {runs} run(s), seconds ===");
-    println!(
-        "{:<36} {:>8} {:>8} {:>8}",
-        "measure", "min", "median", "max"
-    );
-    let rows: [(&str, Measure); 6] = [
-        ("total (t0 -> Cluster Ready)", |s| s.total),
-        ("external: the apply calls", |s| s.apply),
-        ("external: PD phase", |s| s.pd_external),
-        ("external: TiKV phase (beyond PD)", |s| s.tikv_external),
-        ("external: total", |s| s.external),
-        ("operator share (total - external)", |s| s.operator),
-    ];
-    for (name, f) in rows {
-        let v: Vec<f64> = summaries.iter().map(f).collect();
-        let (min, med, max) = stats(&v);
-        println!("{name:<36} {min:>8.2} {med:>8.2} {max:>8.2}");
-    }
-    let share: Vec<f64> = summaries
-        .iter()
-        .map(|s| 100.0 * s.operator / s.total)
-        .collect();
-    let (min, med, max) = stats(&share);
-    println!(
-        "{:<36} {min:>7.0}% {med:>7.0}% {max:>7.0}%",
-        "operator share of total"
-    );
+fn main() {
+    e2e::run(async {
+        let runs: usize = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1);
+        let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+        let mut summaries = Vec::new();
+        for i in 1..=runs {
+            println!("\n=== apply_to_ready run {i}/{runs} ===");
+            summaries.push(run(i, verbose).await);
+        }
+        println!("\n=== apply_to_ready: {runs} run(s), seconds ===");
+        println!(
+            "{:<36} {:>8} {:>8} {:>8}",
+            "measure", "min", "median", "max"
+        );
+        let rows: [(&str, Measure); 6] = [
+            ("total (t0 -> Cluster Ready)", |s| s.total),
+            ("external: the apply calls", |s| s.apply),
+            ("external: PD phase", |s| s.pd_external),
+            ("external: TiKV phase (beyond PD)", |s| s.tikv_external),
+            ("external: total", |s| s.external),
+            ("operator share (total - external)", |s| s.operator),
+        ];
+        for (name, f) in rows {
+            let v: Vec<f64> = summaries.iter().map(f).collect();
+            let (min, med, max) = stats(&v);
+            println!("{name:<36} {min:>8.2} {med:>8.2} {max:>8.2}");
+        }
+        let share: Vec<f64> = summaries
+            .iter()
+            .map(|s| 100.0 * s.operator / s.total)
+            .collect();
+        let (min, med, max) = stats(&share);
+        println!(
+            "{:<36} {min:>7.0}% {med:>7.0}% {max:>7.0}%",
+            "operator share of total"
+        );
+    })
 }
 
 async fn run(i: usize, verbose: bool) -> Summary {

@@ -72,50 +72,51 @@ struct Totals {
     overlapped: bool,
 }
 
-#[tokio::main]
-async fn main() {
-    let counts: Vec<usize> = std::env::var("BENCH_STORES")
-        .unwrap_or_else(|_| "3,6".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let mode = std::env::var("BENCH_UPDATE_MODE")
-        .ok()
-        .filter(|m| !m.is_empty());
-    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let mut all = Vec::new();
-    for n in counts {
+fn main() {
+    e2e::run(async {
+        let counts: Vec<usize> = std::env::var("BENCH_STORES")
+            .unwrap_or_else(|_| "3,6".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let mode = std::env::var("BENCH_UPDATE_MODE")
+            .ok()
+            .filter(|m| !m.is_empty());
+        let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+        let mut all = Vec::new();
+        for n in counts {
+            println!(
+                "\n=== upgrade {FROM} -> {TO}, {n} stores, mode {} ===",
+                mode.as_deref().unwrap_or("default (OneByOne)")
+            );
+            all.push(case(n, mode.as_deref(), verbose).await);
+        }
+        println!("\n=== upgrade: totals (s) ===");
         println!(
-            "\n=== upgrade {FROM} -> {TO}, {n} stores, mode {} ===",
-            mode.as_deref().unwrap_or("default (OneByOne)")
+            "{:>6} {:>8} {:>12} {:>15} {:>18} {:>13} {:>13} {:>8}",
+            "stores",
+            "total",
+            "lower bound",
+            "operator-added",
+            "total/lower bound",
+            "strict bound",
+            "total/strict",
+            "overlap"
         );
-        all.push(case(n, mode.as_deref(), verbose).await);
-    }
-    println!("\n=== upgrade: totals (s) ===");
-    println!(
-        "{:>6} {:>8} {:>12} {:>15} {:>18} {:>13} {:>13} {:>8}",
-        "stores",
-        "total",
-        "lower bound",
-        "operator-added",
-        "total/lower bound",
-        "strict bound",
-        "total/strict",
-        "overlap"
-    );
-    for t in &all {
-        println!(
-            "{:>6} {:>8.2} {:>12.2} {:>15.2} {:>18.2} {:>13.2} {:>13.2} {:>8}",
-            t.stores,
-            t.total,
-            t.lower_bound,
-            t.operator,
-            t.total / t.lower_bound,
-            t.strict_bound,
-            t.total / t.strict_bound,
-            if t.overlapped { "yes" } else { "no" }
-        );
-    }
+        for t in &all {
+            println!(
+                "{:>6} {:>8.2} {:>12.2} {:>15.2} {:>18.2} {:>13.2} {:>13.2} {:>8}",
+                t.stores,
+                t.total,
+                t.lower_bound,
+                t.operator,
+                t.total / t.lower_bound,
+                t.strict_bound,
+                t.total / t.strict_bound,
+                if t.overlapped { "yes" } else { "no" }
+            );
+        }
+    })
 }
 
 async fn patch_group(env: &e2e::Env, patch: serde_json::Value) -> Result<TiKVGroup, kube::Error> {

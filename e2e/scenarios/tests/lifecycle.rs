@@ -92,129 +92,131 @@ async fn ids(env: &e2e::Env) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[tokio::test]
-async fn pause_suspend_resume_and_delete() {
-    let env = e2e::Env::start("lifecycle").await;
-    env.apply_example("basic").await;
-    cluster_condition(&env, "Ready", true).await;
-    let before = ids(&env).await;
-    assert_eq!(before.len(), 6);
-    let pods_before = pod_uids(&env).await;
+#[test]
+fn pause_suspend_resume_and_delete() {
+    e2e::run(async {
+        let env = e2e::Env::start("lifecycle").await;
+        env.apply_example("basic").await;
+        cluster_condition(&env, "Ready", true).await;
+        let before = ids(&env).await;
+        assert_eq!(before.len(), 6);
+        let pods_before = pod_uids(&env).await;
 
-    // Paused: a scale-out is not acted on, and the group says why.
-    patch_cluster(&env, serde_json::json!({"paused": true})).await;
-    cluster_condition(&env, "Paused", true).await;
-    let scale = |n: i32| serde_json::json!({"spec": {"replicas": n}});
-    let groups = env.api::<TiKVGroup>();
-    let pp = PatchParams::default();
-    groups
-        .patch("basic-tikv", &pp, &Patch::Merge(&scale(4)))
-        .await
-        .unwrap();
-    wait_for(30, "the TiKVGroup reporting Paused", || async {
-        let s = groups.get("basic-tikv").await.ok()?.status?;
-        let c = conditions::find(&s.conditions, "Synced")?;
-        (c.reason == "Paused" && s.observed_generation == Some(2)).then_some(())
+        // Paused: a scale-out is not acted on, and the group says why.
+        patch_cluster(&env, serde_json::json!({"paused": true})).await;
+        cluster_condition(&env, "Paused", true).await;
+        let scale = |n: i32| serde_json::json!({"spec": {"replicas": n}});
+        let groups = env.api::<TiKVGroup>();
+        let pp = PatchParams::default();
+        groups
+            .patch("basic-tikv", &pp, &Patch::Merge(&scale(4)))
+            .await
+            .unwrap();
+        wait_for(30, "the TiKVGroup reporting Paused", || async {
+            let s = groups.get("basic-tikv").await.ok()?.status?;
+            let c = conditions::find(&s.conditions, "Synced")?;
+            (c.reason == "Paused" && s.observed_generation == Some(2)).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            names::<TiKV>(&env).await.len(),
+            3,
+            "no store added while paused"
+        );
+        groups
+            .patch("basic-tikv", &pp, &Patch::Merge(&scale(3)))
+            .await
+            .unwrap();
+        patch_cluster(&env, serde_json::json!({"paused": false})).await;
+        cluster_condition(&env, "Paused", false).await;
+        cluster_condition(&env, "Ready", true).await;
+        let pods_now = pod_uids(&env).await;
+        assert_eq!(pods_now, pods_before, "pause and unpause touched no pod");
+
+        // Suspended: no pod runs, every PVC stays.
+        let pvcs = names::<PersistentVolumeClaim>(&env).await;
+        assert_eq!(pvcs.len(), 6);
+        patch_cluster(
+            &env,
+            serde_json::json!({"suspendAction": {"suspendCompute": true}}),
+        )
+        .await;
+        wait_for(180, "no pod left and the Cluster Suspended", || async {
+            let pods = env.api::<Pod>().list(&ListParams::default()).await.ok()?;
+            let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
+            (pods.items.is_empty() && conditions::is_true(&s.conditions, "Suspended")).then_some(())
+        })
+        .await;
+        assert_eq!(names::<PersistentVolumeClaim>(&env).await, pvcs);
+
+        // Resumed: the same stores and members come back.
+        patch_cluster(
+            &env,
+            serde_json::json!({"suspendAction": {"suspendCompute": false}}),
+        )
+        .await;
+        cluster_condition(&env, "Suspended", false).await;
+        cluster_condition(&env, "Ready", true).await;
+        assert_eq!(
+            ids(&env).await,
+            before,
+            "same store and member ids after resume"
+        );
+        let pd = env.pd_members("basic").await;
+        wait_for(
+            60,
+            "the same 3 stores Up in PD, no eviction left",
+            || async {
+                let up: Vec<String> = pd
+                    .stores()
+                    .await
+                    .ok()?
+                    .iter()
+                    .filter(|s| s.store.state_name.as_str() == "Up")
+                    .map(|s| s.store.id.to_string())
+                    .collect();
+                let mut want: Vec<String> = before
+                    .iter()
+                    .filter(|(n, _)| n.contains("tikv"))
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                want.sort();
+                let mut up = up;
+                up.sort();
+                let evicting = pd.evict_leader_stores().await.ok()?;
+                (up == want && evicting.is_empty()).then_some(())
+            },
+        )
+        .await;
+        assert_eq!(names::<PersistentVolumeClaim>(&env).await, pvcs);
+
+        // Deleted: nothing of the cluster is left.
+        env.api::<Cluster>()
+            .delete("basic", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for(180, "every object of the cluster gone", || async {
+            let left = [
+                names::<Cluster>(&env).await,
+                names::<PDGroup>(&env).await,
+                names::<TiKVGroup>(&env).await,
+                names::<PD>(&env).await,
+                names::<TiKV>(&env).await,
+                names::<Pod>(&env).await,
+                names::<PersistentVolumeClaim>(&env).await,
+                names::<Service>(&env).await,
+                names::<ControllerRevision>(&env).await,
+                names::<ConfigMap>(&env)
+                    .await
+                    .into_iter()
+                    .filter(|n| n != "kube-root-ca.crt")
+                    .collect(),
+            ]
+            .concat();
+            left.is_empty().then_some(())
+        })
+        .await;
+        env.stop().await;
     })
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        names::<TiKV>(&env).await.len(),
-        3,
-        "no store added while paused"
-    );
-    groups
-        .patch("basic-tikv", &pp, &Patch::Merge(&scale(3)))
-        .await
-        .unwrap();
-    patch_cluster(&env, serde_json::json!({"paused": false})).await;
-    cluster_condition(&env, "Paused", false).await;
-    cluster_condition(&env, "Ready", true).await;
-    let pods_now = pod_uids(&env).await;
-    assert_eq!(pods_now, pods_before, "pause and unpause touched no pod");
-
-    // Suspended: no pod runs, every PVC stays.
-    let pvcs = names::<PersistentVolumeClaim>(&env).await;
-    assert_eq!(pvcs.len(), 6);
-    patch_cluster(
-        &env,
-        serde_json::json!({"suspendAction": {"suspendCompute": true}}),
-    )
-    .await;
-    wait_for(180, "no pod left and the Cluster Suspended", || async {
-        let pods = env.api::<Pod>().list(&ListParams::default()).await.ok()?;
-        let s = env.api::<Cluster>().get("basic").await.ok()?.status?;
-        (pods.items.is_empty() && conditions::is_true(&s.conditions, "Suspended")).then_some(())
-    })
-    .await;
-    assert_eq!(names::<PersistentVolumeClaim>(&env).await, pvcs);
-
-    // Resumed: the same stores and members come back.
-    patch_cluster(
-        &env,
-        serde_json::json!({"suspendAction": {"suspendCompute": false}}),
-    )
-    .await;
-    cluster_condition(&env, "Suspended", false).await;
-    cluster_condition(&env, "Ready", true).await;
-    assert_eq!(
-        ids(&env).await,
-        before,
-        "same store and member ids after resume"
-    );
-    let pd = env.pd_members("basic").await;
-    wait_for(
-        60,
-        "the same 3 stores Up in PD, no eviction left",
-        || async {
-            let up: Vec<String> = pd
-                .stores()
-                .await
-                .ok()?
-                .iter()
-                .filter(|s| s.store.state_name.as_str() == "Up")
-                .map(|s| s.store.id.to_string())
-                .collect();
-            let mut want: Vec<String> = before
-                .iter()
-                .filter(|(n, _)| n.contains("tikv"))
-                .map(|(_, id)| id.clone())
-                .collect();
-            want.sort();
-            let mut up = up;
-            up.sort();
-            let evicting = pd.evict_leader_stores().await.ok()?;
-            (up == want && evicting.is_empty()).then_some(())
-        },
-    )
-    .await;
-    assert_eq!(names::<PersistentVolumeClaim>(&env).await, pvcs);
-
-    // Deleted: nothing of the cluster is left.
-    env.api::<Cluster>()
-        .delete("basic", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(180, "every object of the cluster gone", || async {
-        let left = [
-            names::<Cluster>(&env).await,
-            names::<PDGroup>(&env).await,
-            names::<TiKVGroup>(&env).await,
-            names::<PD>(&env).await,
-            names::<TiKV>(&env).await,
-            names::<Pod>(&env).await,
-            names::<PersistentVolumeClaim>(&env).await,
-            names::<Service>(&env).await,
-            names::<ControllerRevision>(&env).await,
-            names::<ConfigMap>(&env)
-                .await
-                .into_iter()
-                .filter(|n| n != "kube-root-ca.crt")
-                .collect(),
-        ]
-        .concat();
-        left.is_empty().then_some(())
-    })
-    .await;
-    env.stop().await;
 }
