@@ -2,8 +2,8 @@
 # Daemonless image build for the local environment: every image the e2e environment runs, as OCI
 # archives that `ctr images import` loads into each node's containerd. No registry, no daemon:
 # the rootfs of each image is assembled here from binaries that already exist, then packed with
-# umoci. The layout is the one images/Containerfile produces for users (a glibc loader, libc and
-# libgcc_s as in distroless/cc, the binary, user 65532), so the two stay interchangeable.
+# umoci. The layout comes from images/rootfs.sh, which images/Containerfile uses too (a glibc
+# loader, libc and libgcc_s as in distroless/cc, the binary, user 65532), so the two agree.
 #
 #   images/build.sh [OUT_DIR]
 #
@@ -29,7 +29,7 @@ APP_VERSION="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/c
 CONTROLLERS=(cluster-controller group-controller instance-controller)
 NONROOT=65532
 
-for tool in umoci tar gcc objcopy ldd; do
+for tool in umoci tar gcc strip objcopy ldd; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is missing (run e2e/tools/deps.sh)" >&2; exit 1; }
 done
 busybox=/bin/busybox
@@ -53,7 +53,7 @@ trap 'rm -rf "$work"' EXIT
 # stamp_of FILES...: what decides an image: this script, the versions, and each input's path, size
 # and modification time (cargo and go rewrite a binary whenever they rebuild it).
 stamp_of() {
-  { cat "${BASH_SOURCE[0]}"; printf '%s\n' "${VERSIONS[@]}" "$APP_VERSION"; stat -L -c '%n %s %Y' "$@"; } | sha256sum | cut -c1-16
+  { cat "${BASH_SOURCE[0]}" "$root/images/rootfs.sh"; printf '%s\n' "${VERSIONS[@]}" "$APP_VERSION"; stat -L -c '%n %s %Y' "$@"; } | sha256sum | cut -c1-16
 }
 
 # Every file gets the same time, so identical content makes an identical layer (and containerd
@@ -62,43 +62,7 @@ normalize() {
   find "$1" -exec touch -h -d @1 {} +
 }
 
-# libs ROOTFS BINARY: the binary's dynamic loader and libraries, at their paths.
-libs() {
-  local rootfs="$1" bin="$2" lib
-  for lib in $(ldd "$bin" | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
-  done
-}
-
-# base_cc ROOTFS BINARY: what distroless/cc has and a Rust binary needs: the glibc loader and
-# libraries, users (root, nobody, nonroot 65532), nsswitch.conf for name resolution.
-base_cc() {
-  local rootfs="$1"
-  mkdir -p "$rootfs/etc" "$rootfs/tmp"
-  chmod 1777 "$rootfs/tmp"
-  libs "$rootfs" "$2"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/home/nonroot:/sbin/nologin\n' $NONROOT $NONROOT >"$rootfs/etc/passwd"
-  printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:%s:\n' $NONROOT >"$rootfs/etc/group"
-  printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-}
-
-# shell ROOTFS: busybox with its applets, so `kubectl exec` has a shell (the official PD and TiKV
-# images have one).
-shell() {
-  local rootfs="$1" applet
-  mkdir -p "$rootfs/bin"
-  cp "$busybox" "$rootfs/bin/busybox"
-  for applet in $("$busybox" --list); do
-    [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
-  done
-}
-
-# binary ROOTFS SRC DEST: a binary without its debug information (the test build has line tables).
-binary() {
-  mkdir -p "$1$(dirname "$3")"
-  objcopy --strip-debug "$2" "$1$3"
-}
+rootfs() { "$root/images/rootfs.sh" "$@"; }
 
 # pack NAME REPOSITORY STAMP LAYER-DIRS... -- TAG CONFIG-ARGS... [-- TAG CONFIG-ARGS...]: an OCI
 # image layout with the layers in order and one image per tag (same layers, its own config),
@@ -157,15 +121,15 @@ fi
 
 # busybox: local-path-provisioner's helper pods (mkdir/rm of volume directories).
 if image_needed busybox docker.io/library/busybox "$busybox"; then
-  r="$work/busybox"; shell "$r"
+  r="$work/busybox"; rootfs shell "$r"
   pack busybox docker.io/library/busybox "$(want busybox)" "$r" -- "$BUSYBOX_TAG" --config.cmd sh
 fi
 
 # The controllers: one image each, sharing the base layer.
 for c in "${CONTROLLERS[@]}"; do
   if image_needed "$c" "ghcr.io/tikv/tikv-operator-$c" "$bins/$c"; then
-    base="$work/$c-base"; base_cc "$base" "$bins/$c"
-    r="$work/$c"; binary "$r" "$bins/$c" "/$c"
+    base="$work/$c-base"; rootfs cc "$base" "$bins/$c"
+    r="$work/$c"; rootfs bin "$r" "$bins/$c" "/$c"
     pack "$c" "ghcr.io/tikv/tikv-operator-$c" "$(want "$c")" "$base" "$r" -- "$APP_VERSION" \
       --config.entrypoint "/$c" --config.user "$NONROOT:$NONROOT" \
       --config.label org.opencontainers.image.source=https://github.com/tikv/tikv-operator
@@ -174,7 +138,7 @@ done
 
 # PD: the real pd-server (static Go), with a shell.
 if image_needed pd docker.io/pingcap/pd "$go_bins/pd-server" "$busybox"; then
-  sh_layer="$work/pd-shell"; shell "$sh_layer"
+  sh_layer="$work/pd-shell"; rootfs shell "$sh_layer"
   r="$work/pd"; mkdir -p "$r"; cp "$go_bins/pd-server" "$r/pd-server"
   tags=()
   for v in "${VERSIONS[@]}"; do tags+=(-- "$v" --config.entrypoint /pd-server); done
@@ -183,9 +147,9 @@ fi
 
 # The store: tikv-sim as /tikv-server, reporting the version of its tag.
 if image_needed tikv docker.io/pingcap/tikv "$bins/tikv-sim" "$busybox"; then
-  base="$work/tikv-base"; base_cc "$base" "$bins/tikv-sim"
-  sh_layer="$work/tikv-shell"; shell "$sh_layer"
-  r="$work/tikv"; binary "$r" "$bins/tikv-sim" /tikv-server
+  base="$work/tikv-base"; rootfs cc "$base" "$bins/tikv-sim"
+  sh_layer="$work/tikv-shell"; rootfs shell "$sh_layer"
+  r="$work/tikv"; rootfs bin "$r" "$bins/tikv-sim" /tikv-server
   tags=()
   for v in "${VERSIONS[@]}"; do
     tags+=(-- "$v" --config.entrypoint /tikv-server --config.env "TIKV_SIM_VERSION=${v#v}")

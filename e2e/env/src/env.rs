@@ -1,7 +1,7 @@
 //! [`Environment`]: the control plane, the nodes and the add-ons of one environment, started in
 //! the right order inside the control-plane host's network namespace, and torn down.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -202,13 +202,13 @@ impl Environment {
         )?)
     }
 
-    /// Stops everything and removes what the environment made; `keep` as in
+    /// Stops everything and removes what the environment made; `keep_logs` as in
     /// [`teardown::down`].
-    pub fn stop(mut self, keep: &[&str]) -> Report {
+    pub fn stop(mut self, keep_logs: bool) -> Report {
         for mut a in self.addons.drain(..) {
             a.stop();
         }
-        let report = teardown::down(&self.state, keep);
+        let report = teardown::down(&self.state, keep_logs);
         for mut n in self.nodes.drain(..) {
             n.stop();
         }
@@ -269,13 +269,6 @@ fn write_configs(state: &State, cp: &ControlPlane, api: &str) -> Result<(), Erro
             d = crate::plan::CLUSTER_DOMAIN
         ),
     )?;
-    // The nodes' own resolver: nothing listens there, so an image that was not imported fails to
-    // pull at once and no lookup leaves the machine. The kubelet adds cluster DNS for pods.
-    let node_resolv = state.dir.join("node-resolv.conf");
-    node::write(
-        &node_resolv,
-        &format!("nameserver {}\n", Ipv4Addr::LOCALHOST),
-    )?;
     for n in &state.plan.nodes {
         let dir = state.node_dir(&n.name);
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -287,7 +280,7 @@ fn write_configs(state: &State, cp: &ControlPlane, api: &str) -> Result<(), Erro
         )?;
         let paths = KubeletPaths {
             client_ca: cp.ca_path(),
-            resolv_conf: &node_resolv,
+            resolv_conf: &dir.join("resolv.conf"),
         };
         node::write(&dir.join("kubelet.yaml"), &node::kubelet_config(n, &paths))?;
         node::write(

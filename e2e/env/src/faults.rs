@@ -89,14 +89,14 @@ pub fn freeze_pod(state: &State, node: &str, pod_uid: &str, frozen: bool) -> Res
     }
 }
 
-/// Kills every process of one container (`container_id` as in the pod status, with or without
-/// its `containerd://` prefix) with SIGKILL; returns how many there were.
-pub fn kill_container(
+/// The processes of one container (`container_id` as in the pod status, with or without its
+/// `containerd://` prefix), from its cgroup.
+pub fn container_pids(
     state: &State,
     node: &str,
     pod_uid: &str,
     container_id: &str,
-) -> Result<usize, Error> {
+) -> Result<Vec<u32>, Error> {
     let id = container_id.rsplit("://").next().unwrap_or(container_id);
     let cg = pod_cgroup(state, node, pod_uid)?;
     let procs = Path::new(PIDS)
@@ -109,14 +109,24 @@ pub fn kill_container(
             procs.display()
         ))
     })?;
-    let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Kills every process of one container with SIGKILL; returns how many there were.
+pub fn kill_container(
+    state: &State,
+    node: &str,
+    pod_uid: &str,
+    container_id: &str,
+) -> Result<usize, Error> {
+    let pids = container_pids(state, node, pod_uid, container_id)?;
     if pids.is_empty() {
         return Err(Error::NotFound(format!(
-            "container {id} of pod {pod_uid} has no process"
+            "container {container_id} of pod {pod_uid} has no process"
         )));
     }
     for pid in &pids {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
     }
     Ok(pids.len())
 }

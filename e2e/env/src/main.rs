@@ -130,10 +130,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn keep(keep_logs: bool) -> &'static [&'static str] {
-    if keep_logs { &["logs", "nodes"] } else { &[] }
-}
-
 fn absolute(dir: &Path) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     std::path::absolute(dir).map_err(Error::io(format!("resolving {}", dir.display())))
@@ -156,7 +152,7 @@ fn start_env(args: StartArgs, cmd: Option<Vec<OsString>>) -> Result<ExitCode, Er
             });
         }
         // A previous environment here died without cleaning up.
-        teardown::check_gone(&teardown::down(&old, keep(args.keep_logs)))?;
+        teardown::check_gone(&teardown::down(&old, args.keep_logs))?;
     }
     let images_dir = match args.images {
         Some(d) => d,
@@ -178,7 +174,7 @@ fn start_env(args: StartArgs, cmd: Option<Vec<OsString>>) -> Result<ExitCode, Er
     };
     if let Err(e) = net::create(&state.plan) {
         lifeline.done();
-        let _ = teardown::down(&state, keep(args.keep_logs));
+        let _ = teardown::down(&state, args.keep_logs);
         return Err(e);
     }
     enter_netns(&state.plan.control_plane().netns)?;
@@ -191,7 +187,7 @@ fn start_env(args: StartArgs, cmd: Option<Vec<OsString>>) -> Result<ExitCode, Er
         let env = match Environment::start(state.clone(), &images).await {
             Ok(env) => env,
             Err(e) => {
-                let _ = teardown::down(&state, keep(true));
+                let _ = teardown::down(&state, true);
                 return Err(e);
             }
         };
@@ -199,7 +195,7 @@ fn start_env(args: StartArgs, cmd: Option<Vec<OsString>>) -> Result<ExitCode, Er
             None => serve(&env, listener.expect("bound for up")).await,
             Some(cmd) => run_inside(&env.state, &cmd).await,
         };
-        let report = tokio::task::spawn_blocking(move || env.stop(keep(args.keep_logs)))
+        let report = tokio::task::spawn_blocking(move || env.stop(args.keep_logs))
             .await
             .map_err(|e| Error::NotFound(format!("teardown panicked: {e}")))?;
         eprintln!(
@@ -357,7 +353,7 @@ fn down(dir: &Path, keep_logs: bool) -> Result<ExitCode, Error> {
             pid: state.owner_pid,
         });
     }
-    let report = teardown::down(&state, keep(keep_logs));
+    let report = teardown::down(&state, keep_logs);
     eprintln!(
         "tikv-env: down ({} pods removed through CRI, {} processes killed)",
         report.pods_removed, report.killed

@@ -41,6 +41,8 @@ const KUBELET_SYSCTLS: [&str; 6] = [
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The holder's script: `$1` is the node directory. Prints `ready` once the mounts are in place.
+/// The node's resolv.conf names a resolver where nothing listens: an image that was not imported
+/// fails to pull at once, and no lookup leaves the machine.
 const HOLDER: &str = r#"set -e
 d=$1
 for s in $(cat "$d/sysctl/list"); do
@@ -48,6 +50,7 @@ for s in $(cat "$d/sysctl/list"); do
 done
 mount --bind "$d/var" /var
 mount --bind "$d/run" /run
+mount --bind "$d/resolv.conf" /etc/resolv.conf
 echo ready
 exec sleep infinity
 "#;
@@ -112,7 +115,8 @@ pub fn cni_config(node: &NodePlan) -> String {
 pub struct KubeletPaths<'a> {
     /// CA of client certificates (the API server's requests to the kubelet).
     pub client_ca: &'a Path,
-    /// The resolv.conf the kubelet bases pods' DNS on.
+    /// The resolv.conf the kubelet bases pods' DNS on (the node's own: the kubelet adds cluster
+    /// DNS and the search list).
     pub resolv_conf: &'a Path,
 }
 
@@ -367,6 +371,7 @@ fn prepare(dir: &Path, plan: &NodePlan) -> Result<(), Error> {
         &dir.join("containerd.toml"),
         &containerd_config(&dir.join("cni")),
     )?;
+    write(&dir.join("resolv.conf"), "nameserver 127.0.0.1\n")?;
     write(&dir.join("cni/10-tikv-env.conflist"), &cni_config(plan))?;
     for h in cgroup_hierarchies()? {
         let d = h.join(plan.cgroup_root.trim_start_matches('/'));

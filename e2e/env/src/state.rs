@@ -76,12 +76,13 @@ impl State {
 
     /// The admin kubeconfig for programs inside the cluster network.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
+        self.dir.join("cluster.kubeconfig")
     }
 
-    /// The admin kubeconfig for the host (through the loopback forward).
+    /// The admin kubeconfig for the host (through the loopback forward; `tikv-env up` only):
+    /// `DIR/kubeconfig`, so `just up`'s is `.local/kubeconfig`.
     pub fn host_kubeconfig(&self) -> PathBuf {
-        self.dir.join("host-kubeconfig")
+        self.dir.join("kubeconfig")
     }
 
     /// The resolv.conf of programs in the cluster network (cluster DNS).

@@ -34,9 +34,9 @@ pub struct Report {
     pub left: Vec<String>,
 }
 
-/// Tears the environment down; `keep` lists files and directories of the environment directory
-/// to keep (e.g. `logs` for `just up`), everything else in it is removed.
-pub fn down(state: &State, keep: &[&str]) -> Report {
+/// Tears the environment down and empties its directory; with `keep_logs`, `logs/` and each
+/// node's `logs/` stay (for `just up`, to read after `just down`).
+pub fn down(state: &State, keep_logs: bool) -> Report {
     let mut report = Report::default();
     for node in &state.plan.nodes {
         if let Some(pid) = state.node_pid(&node.name, "kubelet") {
@@ -76,6 +76,11 @@ pub fn down(state: &State, keep: &[&str]) -> Report {
         report.left.push(format!("mount {}", m.display()));
     }
     if report.left.is_empty() {
+        let keep: &[&str] = if keep_logs { &["logs"] } else { &[] };
+        for node in &state.plan.nodes {
+            remove_contents(&state.node_dir(&node.name), keep, &mut report);
+        }
+        let keep: &[&str] = if keep_logs { &["logs", "nodes"] } else { &[] };
         remove_contents(&state.dir, keep, &mut report);
     }
     report

@@ -1,8 +1,9 @@
 //! Benchmark: `examples/basic` (3 PD + 3 TiKV) from apply to Cluster Ready, and how much of that
 //! time the operator itself accounts for.
 //!
-//! Each run starts a fresh environment (node agent, the three controllers, a new namespace),
-//! starts watchers on Pods, PD, TiKV, the groups, the Cluster and Events plus a 100 ms PD poller
+//! The benchmark runs in one environment (real nodes: kubelet + containerd, see `e2e/env`); each
+//! run is a new namespace with the three controllers installed by Helm (images of the release
+//! build); it starts watchers on Pods, PD, TiKV, the groups, the Cluster and Events plus a 100 ms PD poller
 //! (see `common`), applies the example and waits for the Cluster's Ready condition. Every time is
 //! relative to just before the apply (`t0`) and is the instant the watcher (or poller) saw the
 //! change, so it includes the API server's watch latency (milliseconds).
@@ -11,7 +12,7 @@
 //! - **total** = `t0` → Cluster `Ready=True`.
 //! - **external waits**: an instance waits on things outside the operator from the moment its
 //!   pod exists until it *serves*: the pod is Running and Ready (the scheduler binds it, the
-//!   node agent starts the process, the process starts, the readiness probe passes — PD: its
+//!   kubelet starts the container, the process starts, the readiness probe passes — PD: its
 //!   client port answers; tikv-sim: its status port answers, which it opens only after
 //!   registering its store with PD, so this includes waiting for a PD leader) **and** PD itself
 //!   reports it (a PD member healthy in PD's health check; a TiKV store Up). The create calls
@@ -115,7 +116,7 @@ async fn run(i: usize, verbose: bool) -> Summary {
         log.print(t0);
     }
     let summary = report(&log, t0, applied);
-    env.stop().await;
+    env.remove().await;
     summary
 }
 

@@ -1,8 +1,10 @@
 //! Benchmark: a TiKV rolling upgrade (`spec.template.spec.version` v8.5.0 → v8.5.1 on the
 //! TiKVGroup `basic-tikv`) against its lower bound, for 3 and for 6 stores.
 //!
-//! Each case starts a fresh environment, applies `examples/basic`, scales the TiKVGroup to the
-//! store count (merge patch of `spec.replicas`) and waits until that many stores are Up in PD,
+//! The cases share one environment (real nodes: kubelet + containerd, see `e2e/env`); each is a
+//! new namespace with the controllers installed by Helm (images of the release build). A case
+//! applies `examples/basic`, scales the TiKVGroup to the store count (merge patch of
+//! `spec.replicas`) and waits until that many stores are Up in PD,
 //! the group and the Cluster are Ready, every store holds leaders and PD's leader and region
 //! counts have been still for 5 s. Then watchers and a 100 ms PD poller start (see `common`),
 //! the version is patched (`t0`), and the bench waits for the group to report every replica
@@ -17,8 +19,8 @@
 //!   *new pod Ready*; *Up@new*: PD reports the store Up at the new version; *done*: the TiKV
 //!   object reports the new revision and `Ready=True`.
 //!
-//! Phases marked `*` wait on something outside the operator (PD moving leaders; the node agent
-//! stopping and starting processes; the store registering with PD):
+//! Phases marked `*` wait on something outside the operator (PD moving leaders; the kubelet
+//! stopping and starting containers; the store registering with PD):
 //! eviction* = eviction start → leaders 0; termination* = pod deleting → old pod gone;
 //! startup* = new pod created → new pod Ready; store-up* = new pod Ready → Up@new (0 when PD
 //! had it first). The store's **lower bound** is the sum of the starred phases. ("restart" —
@@ -266,7 +268,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     if !left.is_empty() {
         println!("NOTE: evict-leader entries left behind for stores {left:?}");
     }
-    env.stop().await;
+    env.remove().await;
     totals
 }
 

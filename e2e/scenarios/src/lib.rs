@@ -32,6 +32,7 @@ use std::time::Instant;
 use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
 use e2e_env::State;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -43,7 +44,7 @@ mod trampoline;
 pub use trampoline::run;
 
 /// The three controller charts, by the release-name suffix used for each.
-const CONTROLLERS: [&str; 3] = [
+pub const CONTROLLERS: [&str; 3] = [
     "cluster-controller",
     "group-controller",
     "instance-controller",
@@ -53,28 +54,69 @@ const CONTROLLERS: [&str; 3] = [
 pub struct Env {
     /// API client (admin).
     pub client: Client,
-    /// The scenario's namespace; the controllers' Helm releases are in it too.
+    /// The scenario's namespace: its cluster's objects and nothing else.
     pub ns: String,
+    /// Where the operator's Helm releases, pods and Leases are (`<ns>-operator`, or `ns` itself
+    /// for [`Env::namespace`]).
+    pub operator_ns: String,
     /// The environment.
     pub state: State,
+    /// The controllers' Helm releases installed through this `Env`.
+    releases: Vec<String>,
+}
+
+/// Which namespaces the installed controllers watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// Only the scenario's namespace (`watchNamespace`; releases `<ns>-<controller>`).
+    Scenario,
+    /// Every namespace, with the README's release names (`tikv-operator-<controller>`).
+    All,
 }
 
 impl Env {
-    /// Creates a namespace `NAME-xxxxx` and installs the operator for it with Helm: the CRD
-    /// chart once per environment, then the three controller charts into the namespace with
-    /// `watchNamespace` set to it, waiting until their Deployments are available.
+    /// Creates a namespace `NAME-xxxxx` and installs the operator for it with Helm, as a user
+    /// would: the CRD chart once per environment, then the three controller charts into a
+    /// namespace of their own (`<ns>-operator`) watching only the scenario's, waiting until
+    /// their Deployments are available.
     pub async fn start(name: &str) -> Env {
-        let state = State::from_env().unwrap_or_else(|e| panic!("{e}"));
-        let client = client(&state).await;
-        let ns = create_namespace(&client, name).await;
-        let env = Env { client, ns, state };
-        env.install_operator().await;
+        let mut env = Env::namespace(name).await;
+        env.operator_ns = format!("{}-operator", env.ns);
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(env.operator_ns.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {}: {e}", env.operator_ns));
+        env.install_crds().await;
+        env.install_controllers(Watch::Scenario);
         env
     }
 
-    async fn install_operator(&self) {
-        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(self.client.clone());
+    /// Creates a namespace `NAME-xxxxx`, without installing anything (the operator, if
+    /// installed with [`Env::install_controllers`], goes into the same namespace).
+    pub async fn namespace(name: &str) -> Env {
+        let state = State::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let client = client(&state).await;
+        let ns = create_namespace(&client, name).await;
+        Env {
+            client,
+            operator_ns: ns.clone(),
+            ns,
+            state,
+            releases: Vec::new(),
+        }
+    }
+
+    /// Installs the CRD chart, unless the environment has the CRDs already.
+    pub async fn install_crds(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         if crds
             .get_opt("clusters.core.tikv.org")
             .await
@@ -88,21 +130,32 @@ impl Env {
                 "--wait",
             ]);
         }
+    }
+
+    /// Installs the three controller charts into [`Env::operator_ns`] and waits until their
+    /// Deployments are available.
+    pub fn install_controllers(&mut self, watch: Watch) {
         for c in CONTROLLERS {
-            let release = format!("{}-{}", self.ns, short(c));
-            self.helm(&[
-                "install",
-                &release,
-                &chart(&format!("tikv-operator-{c}")),
-                "--namespace",
-                &self.ns,
-                "--set",
-                &format!("watchNamespace={}", self.ns),
-                "--set",
-                "logFormat=text",
-                "--wait",
-                "--timeout=3m",
-            ]);
+            let release = match watch {
+                Watch::Scenario => format!("{}-{c}", self.ns),
+                Watch::All => format!("tikv-operator-{c}"),
+            };
+            let mut args = vec![
+                "install".to_string(),
+                release.clone(),
+                chart(&format!("tikv-operator-{c}")),
+                "--namespace".into(),
+                self.operator_ns.clone(),
+                "--set".into(),
+                "logFormat=text".into(),
+                "--wait".into(),
+                "--timeout=3m".into(),
+            ];
+            if watch == Watch::Scenario {
+                args.extend(["--set".into(), format!("watchNamespace={}", self.ns)]);
+            }
+            self.helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            self.releases.push(release);
         }
     }
 
@@ -222,13 +275,13 @@ impl Env {
         .await;
     }
 
-    /// The controllers' pods (one per chart).
+    /// The controllers' pods (of the releases installed through this `Env`).
     pub async fn controller_pods(&self) -> Vec<Pod> {
         let mut pods = Vec::new();
-        for c in CONTROLLERS {
-            let release = format!("{}-{}", self.ns, short(c));
+        for release in &self.releases {
             let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
-            pods.extend(self.api::<Pod>().list(&lp).await.unwrap().items);
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.operator_ns);
+            pods.extend(api.list(&lp).await.unwrap().items);
         }
         pods
     }
@@ -340,8 +393,12 @@ impl Env {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                // <namespace>_<pod>_<uid>
-                if !name.starts_with(&format!("{}_{}-", self.ns, self.ns)) {
+                // <namespace>_<pod>_<uid>; a controller's pod is named after its release.
+                if !self
+                    .releases
+                    .iter()
+                    .any(|r| name.starts_with(&format!("{}_{r}-", self.operator_ns)))
+                {
                     continue;
                 }
                 for log in log_files(&e.path()) {
@@ -353,9 +410,39 @@ impl Env {
         out
     }
 
-    /// Checks the controllers never hit a permission they lack (a missing RBAC rule in a chart),
-    /// then uninstalls them and deletes the namespace.
+    /// Checks the controllers never hit a permission they lack (a missing RBAC rule in a
+    /// chart). The environment goes with the scenario, so nothing else needs stopping; see
+    /// [`Env::remove`] to reuse the nodes.
     pub async fn stop(self) {
+        self.check_permissions();
+    }
+
+    /// [`Env::stop`], then deletes the namespace's Clusters (the operator removes what they made),
+    /// uninstalls the controllers and deletes the namespaces: for benchmarks that run one case
+    /// after another on the same nodes.
+    pub async fn remove(self) {
+        self.check_permissions();
+        let clusters = self.api::<Cluster>();
+        for c in clusters.list(&ListParams::default()).await.unwrap().items {
+            let _ = clusters
+                .delete(&c.name_any(), &DeleteParams::default())
+                .await;
+        }
+        testenv::wait_for(300, "the clusters' pods gone", || async {
+            let pods = self.api::<Pod>().list(&ListParams::default()).await.ok()?;
+            pods.items.is_empty().then_some(())
+        })
+        .await;
+        for release in &self.releases {
+            self.helm(&["uninstall", release, "--namespace", &self.operator_ns]);
+        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        for ns in [&self.ns, &self.operator_ns] {
+            let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+        }
+    }
+
+    fn check_permissions(&self) {
         let denied: Vec<String> = self
             .controller_logs()
             .into_iter()
@@ -371,16 +458,6 @@ impl Env {
             "the controllers were refused by RBAC:\n{}",
             denied.join("\n")
         );
-        for c in CONTROLLERS {
-            self.helm(&[
-                "uninstall",
-                &format!("{}-{}", self.ns, short(c)),
-                "--namespace",
-                &self.ns,
-            ]);
-        }
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
     }
 }
 
@@ -395,12 +472,8 @@ impl Drop for Env {
     }
 }
 
-/// A release name part per chart (release names end up in object names).
-fn short(controller: &str) -> &str {
-    controller.trim_end_matches("-controller")
-}
-
-fn chart(name: &str) -> String {
+/// The path of one of the repository's charts.
+pub fn chart(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../charts")
         .join(name)
