@@ -19,6 +19,8 @@ if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
   exit 0
 fi
 start=$SECONDS
+# The images of this build (nothing is rebuilt when up to date).
+TIKV_IMAGE_BINS="$target" "$root/images/build.sh" | tail -1
 
 echo "starting the environment (control plane, 4 nodes) ..."
 log="$state/logs/tikv-env.log"

@@ -13,8 +13,8 @@ use testenv::{ControlPlane, ControlPlaneOptions, NodeNetwork};
 
 use crate::Error;
 use crate::addons;
-use crate::node::{self, KubeletPaths, Node, PAUSE_IMAGE};
-use crate::plan::{CONTROL_PLANE_IP, CONTROL_PLANE_ROLE, Role, SERVICE_CIDR};
+use crate::node::{self, KubeletPaths, Node};
+use crate::plan::{CONTROL_PLANE_IP, CONTROL_PLANE_ROLE, SERVICE_CIDR};
 use crate::state::State;
 use crate::teardown::{self, Report};
 
@@ -145,18 +145,21 @@ impl Environment {
                 .list(&ListParams::default())
                 .await
                 .map_err(Error::kube("listing nodes"))?;
+            let ready = |name: &str| {
+                list.items
+                    .iter()
+                    .any(|o| o.metadata.name.as_deref() == Some(name) && node_ready(o))
+            };
             for n in &self.nodes {
-                let ready = list.items.iter().any(|o| {
-                    o.metadata.name.as_deref() == Some(n.plan.name.as_str()) && node_ready(o)
-                });
-                if !ready {
+                if !ready(&n.plan.name) {
                     waiting.push(format!("node {} Ready", n.plan.name));
                 } else if !http_ok(SocketAddr::new(n.plan.ip.into(), 10256), "/healthz").await {
                     waiting.push(format!("kube-proxy of {}", n.plan.name));
                 }
             }
-            if !labelled && waiting.iter().all(|w| !w.contains("control-plane Ready")) {
-                let cp = &self.state.plan.control_plane().name;
+            let cp = &self.state.plan.control_plane().name;
+            if !labelled && ready(cp) {
+                // As kubeadm does: a kubelet may not give itself a role label.
                 let patch = serde_json::json!({"metadata": {"labels": {CONTROL_PLANE_ROLE: ""}}});
                 nodes
                     .patch(cp, &PatchParams::default(), &Patch::Merge(&patch))
@@ -217,27 +220,16 @@ impl Environment {
     }
 }
 
-/// The nodes' runtimes, one thread each (image imports are most of the time). The control-plane
-/// host gets only the sandbox image: it runs no workload.
+/// The nodes' runtimes, one thread each (image imports are most of the time). Every node gets
+/// every image: the control-plane node runs no workload, but may run the operator (tests put it
+/// there, away from the worker nodes they break).
 fn start_runtimes(state: &State, images: &[(String, PathBuf)]) -> Result<Vec<Node>, Error> {
-    let pause: Vec<(String, PathBuf)> = images
-        .iter()
-        .filter(|(repo, _)| PAUSE_IMAGE.starts_with(&format!("{repo}:")))
-        .cloned()
-        .collect();
     std::thread::scope(|s| {
         let handles: Vec<_> = state
             .plan
             .nodes
             .iter()
-            .map(|plan| {
-                let images = if plan.role == Role::ControlPlane {
-                    &pause
-                } else {
-                    images
-                };
-                s.spawn(move || Node::start_runtime(state, plan, images))
-            })
+            .map(|plan| s.spawn(move || Node::start_runtime(state, plan, images)))
             .collect();
         handles
             .into_iter()

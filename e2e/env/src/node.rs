@@ -442,7 +442,7 @@ pub fn crictl(state: &State, node: &str, args: &[&str]) -> Result<String, Error>
     cmd::output(&mut c)
 }
 
-/// Whether `path` is executable `program` on `PATH` — for the tools the node needs.
+/// Fails with what to install when a program a node needs is missing.
 pub fn require_tools() -> Result<(), Error> {
     for (tool, package) in [
         ("containerd", "containerd"),

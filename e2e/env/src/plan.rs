@@ -29,8 +29,9 @@ pub const CONTROL_PLANE_ROLE: &str = "node-role.kubernetes.io/control-plane";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// The control-plane host: also a (tainted) node, so that its kube-proxy has a Node and
-    /// programs there reach ClusterIPs. Runs no workload.
+    /// The control-plane host: also a node, tainted `NoSchedule`, so that its kube-proxy has a
+    /// Node and programs there reach ClusterIPs. Runs only pods that tolerate the taint (the
+    /// e2e scenarios put the operator there).
     ControlPlane,
     /// Runs the pods.
     Worker,

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
 use e2e_env::State;
+use e2e_env::plan::CONTROL_PLANE_ROLE;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -68,7 +69,8 @@ pub struct Env {
 /// Which namespaces the installed controllers watch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Watch {
-    /// Only the scenario's namespace (`watchNamespace`; releases `<ns>-<controller>`).
+    /// Only the scenario's namespace (`watchNamespace`; releases `<ns>-<controller>`), from the
+    /// control-plane node.
     Scenario,
     /// Every namespace, with the README's release names (`tikv-operator-<controller>`).
     All,
@@ -135,38 +137,68 @@ impl Env {
     /// Installs the three controller charts into [`Env::operator_ns`] and waits until their
     /// Deployments are available.
     pub fn install_controllers(&mut self, watch: Watch) {
-        for c in CONTROLLERS {
-            let release = match watch {
-                Watch::Scenario => format!("{}-{c}", self.ns),
-                Watch::All => format!("tikv-operator-{c}"),
-            };
-            let mut args = vec![
-                "install".to_string(),
-                release.clone(),
-                chart(&format!("tikv-operator-{c}")),
-                "--namespace".into(),
-                self.operator_ns.clone(),
-                "--set".into(),
-                "logFormat=text".into(),
-                "--wait".into(),
-                "--timeout=3m".into(),
-            ];
-            if watch == Watch::Scenario {
-                args.extend(["--set".into(), format!("watchNamespace={}", self.ns)]);
-            }
-            self.helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        // The three installs at once: each mostly waits for its pod to start.
+        let installs: Vec<(String, std::process::Child)> = CONTROLLERS
+            .iter()
+            .map(|c| {
+                let release = match watch {
+                    Watch::Scenario => format!("{}-{c}", self.ns),
+                    Watch::All => format!("tikv-operator-{c}"),
+                };
+                let mut args = vec![
+                    "install".to_string(),
+                    release.clone(),
+                    chart(&format!("tikv-operator-{c}")),
+                    "--namespace".into(),
+                    self.operator_ns.clone(),
+                    "--set".into(),
+                    "logFormat=text".into(),
+                    "--wait".into(),
+                    "--timeout=3m".into(),
+                ];
+                if watch == Watch::Scenario {
+                    args.extend(["--set".into(), format!("watchNamespace={}", self.ns)]);
+                    // On the control-plane node, so that the faults a scenario injects into
+                    // worker nodes hit the TiKV cluster, not the operator watching it.
+                    args.extend([
+                        "--set-json".into(),
+                        format!(r#"nodeSelector={{"{CONTROL_PLANE_ROLE}":""}}"#),
+                        "--set-json".into(),
+                        format!(
+                            r#"tolerations=[{{"key":"{CONTROL_PLANE_ROLE}","operator":"Exists","effect":"NoSchedule"}}]"#
+                        ),
+                    ]);
+                }
+                let child = self
+                    .helm_command(&args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (release, child)
+            })
+            .collect();
+        for (release, child) in installs {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "helm install {release} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             self.releases.push(release);
         }
     }
 
+    fn helm_command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(testenv::bin_path("helm").unwrap());
+        cmd.args(args).env("KUBECONFIG", self.state.kubeconfig());
+        cmd
+    }
+
     /// Runs `helm` (the built one) against the environment; panics with its output on failure.
     pub fn helm(&self, args: &[&str]) -> String {
-        let helm = testenv::bin_path("helm").unwrap();
-        let out = std::process::Command::new(helm)
-            .args(args)
-            .env("KUBECONFIG", self.state.kubeconfig())
-            .output()
-            .unwrap();
+        let out = self.helm_command(args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "helm {args:?} failed:\n{text}");
@@ -429,7 +461,8 @@ impl Env {
                 .await;
         }
         testenv::wait_for(300, "the clusters' pods gone", || async {
-            let pods = self.api::<Pod>().list(&ListParams::default()).await.ok()?;
+            let lp = ListParams::default().labels(api::labels::CLUSTER);
+            let pods = self.api::<Pod>().list(&lp).await.ok()?;
             pods.items.is_empty().then_some(())
         })
         .await;

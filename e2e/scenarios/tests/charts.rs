@@ -291,8 +291,9 @@ fn installed_with_the_readme_commands_the_controllers_run_hardened_and_elect_lea
         .await;
         assert_eq!(code, 0, "the controller's exit status after SIGTERM");
 
-        // Two replicas: one leads (Ready), the other waits (not Ready); killing the leader hands
-        // the Lease to the other.
+        // Two replicas: one leads (Ready), the other waits (not Ready). A crashed leader comes
+        // back in the same pod and keeps its Lease (same identity); once a leader's pod is gone,
+        // another pod (the standby or the replacement) takes the Lease when it expires.
         env.helm(&[
             "upgrade",
             "tikv-operator-group-controller",
@@ -309,7 +310,7 @@ fn installed_with_the_readme_commands_the_controllers_run_hardened_and_elect_lea
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect()
         };
-        let (leader, standby) =
+        let (leader, _standby) =
             testenv::wait_for(120, "two group-controllers, one Ready", || async {
                 let running: Vec<Pod> = group(env.controller_pods().await)
                     .into_iter()
@@ -332,12 +333,40 @@ fn installed_with_the_readme_commands_the_controllers_run_hardened_and_elect_lea
                 .holder_identity
         };
         assert_eq!(holder(leases.clone()).await, Some(leader.name_any()));
+        let before = leader
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .restart_count;
         env.kill_containers(&leader);
-        testenv::wait_for(60, "the standby group-controller leading", || async {
+        testenv::wait_for(60, "the crashed leader back and leading", || async {
+            let p = pods.get(&leader.name_any()).await.ok()?;
+            let restarted =
+                p.status.as_ref()?.container_statuses.as_ref()?[0].restart_count > before;
             let lease = holder(leases.clone()).await?;
-            let p = pods.get(&standby.name_any()).await.ok()?;
-            (lease == standby.name_any() && e2e::pod_serving(&p)).then_some(())
+            (restarted && e2e::pod_serving(&p) && lease == leader.name_any()).then_some(())
         })
+        .await;
+        pods.delete(&leader.name_any(), &Default::default())
+            .await
+            .unwrap();
+        testenv::wait_for(
+            90,
+            "another group-controller leading, one Ready",
+            || async {
+                let lease = holder(leases.clone()).await?;
+                let live = group(env.controller_pods().await);
+                let ready: Vec<String> = live
+                    .iter()
+                    .filter(|p| e2e::pod_serving(p))
+                    .map(|p| p.name_any())
+                    .collect();
+                (lease != leader.name_any() && ready == [lease]).then_some(())
+            },
+        )
         .await;
 
         // The operator watches every namespace: a cluster elsewhere comes up.

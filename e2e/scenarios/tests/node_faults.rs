@@ -126,15 +126,15 @@ fn container_pod_kubelet_and_network_faults() {
         let id = ids[&names[2]];
         wait_for(
             180,
-            "PD: the cut-off store Down; its TiKV says so",
+            "PD: the cut-off store Down; its TiKV says so; the node NotReady",
             || async {
                 (store_state(&pd, id).await? == "Down").then_some(())?;
                 let t = env.api::<TiKV>().get(&names[2]).await.ok()?;
-                conditions::is_true(&t.status?.common.conditions, "StoreDown").then_some(())
+                conditions::is_true(&t.status?.common.conditions, "StoreDown").then_some(())?;
+                (node_ready(&nodes, &node).await? != "True").then_some(())
             },
         )
         .await;
-        assert_ne!(node_ready(&nodes, &node).await.as_deref(), Some("True"));
         env.restore_network(&node);
         wait_for(180, "the store Up again and the Cluster Ready", || async {
             (store_state(&pd, id).await? == "Up").then_some(())?;

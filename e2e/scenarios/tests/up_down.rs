@@ -290,7 +290,8 @@ fn port_forward(state: &Path, pod: &str) -> (bool, String) {
     let _ = pf.wait();
     let body = answer.unwrap_or_default();
     (
-        body.starts_with("HTTP/1.1 200") && body.contains("\"health\": true"),
+        body.lines().next().is_some_and(|l| l.contains(" 200 "))
+            && body.contains("\"health\": true"),
         format!("kubectl port-forward {pod} ({line:?}): {body}"),
     )
 }
