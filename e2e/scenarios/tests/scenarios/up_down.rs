@@ -270,9 +270,11 @@ fn port_forward(state: &Path, pod: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // "Forwarding from 127.0.0.1:PORT -> 2379"
+    // "Forwarding from 127.0.0.1:PORT -> 2379". The pipe stays open until the end: kubectl
+    // writes a line per connection and would die of SIGPIPE.
     let mut line = String::new();
-    let _ = BufReader::new(pf.stdout.take().unwrap()).read_line(&mut line);
+    let mut out = BufReader::new(pf.stdout.take().unwrap());
+    let _ = out.read_line(&mut line);
     let port = line
         .split("127.0.0.1:")
         .nth(1)
@@ -288,6 +290,7 @@ fn port_forward(state: &Path, pod: &str) -> (bool, String) {
     });
     let _ = pf.kill();
     let _ = pf.wait();
+    drop(out);
     let body = answer.unwrap_or_default();
     (
         body.lines().next().is_some_and(|l| l.contains(" 200 "))
