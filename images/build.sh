@@ -42,12 +42,16 @@ for c in "${CONTROLLERS[@]}" tikv-sim; do
   need_file "$bins/$c" "build it with cargo build --workspace --bins (or just test)"
 done
 need_file "$go_bins/pd-server" "run e2e/tools/build.sh pd"
-pause_c="$(cd "$root/e2e/tools/k8s" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes@v$K8S_VERSION 2>/dev/null | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/build/pause/linux/pause.c"
-need_file "$pause_c" "run e2e/tools/build.sh k8s (it downloads the k8s.io/kubernetes module)"
-
 mkdir -p "$out"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# pause.c from the module cache (e2e/tools/build.sh k8s put the module there), else downloaded
+# through the Go module proxy (outside any module, so no go.mod is touched).
+pause_c="$(go env GOMODCACHE 2>/dev/null)/k8s.io/kubernetes@v$K8S_VERSION/build/pause/linux/pause.c"
+if [ ! -f "$pause_c" ]; then
+  pause_c="$(cd "$work" && GOFLAGS= go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" 2>/dev/null | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/build/pause/linux/pause.c"
+fi
+need_file "$pause_c" "Go and the Go module proxy are needed for k8s.io/kubernetes (e2e/tools/build.sh k8s)"
 : >"$out/images.txt.new"
 
 # stamp_of FILES...: what decides an image: this script, the versions, and each input's path, size

@@ -105,7 +105,7 @@ impl Environment {
             move || start_runtimes(&state, &images)
         })
         .await
-        .map_err(|e| Error::NotFound(format!("starting the nodes panicked: {e}")))?;
+        .map_err(|e| Error::Panicked(format!("starting the nodes ({e})")))?;
         let mut nodes = started?;
         tracing::info!(elapsed = ?began.elapsed(), "container runtimes up, images imported");
         for n in &mut nodes {
@@ -189,11 +189,6 @@ impl Environment {
         }
     }
 
-    /// An admin client of the API server.
-    pub fn client(&self) -> kube::Client {
-        self.control_plane.client()
-    }
-
     /// Writes an admin kubeconfig that reaches the API server at `server_url` (e.g. the host's
     /// loopback forward).
     pub fn write_admin_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), Error> {
@@ -235,7 +230,7 @@ fn start_runtimes(state: &State, images: &[(String, PathBuf)]) -> Result<Vec<Nod
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::NotFound("a node's start panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Panicked("starting a node".into())))
             })
             .collect()
     })

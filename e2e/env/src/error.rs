@@ -63,9 +63,21 @@ pub enum Error {
         /// The names there are.
         nodes: Vec<String>,
     },
-    /// A pod, container or process that a fault was aimed at is not (or no longer) there.
+    /// A pod, container, process or environment that was asked for is not (or no longer) there.
     #[error("{0}")]
     NotFound(String),
+    /// A signal could not be sent.
+    #[error("{what}: {source}")]
+    Signal {
+        /// What was being done, e.g. stopping the kubelet of node-0.
+        what: String,
+        /// The error from kill(2).
+        #[source]
+        source: nix::Error,
+    },
+    /// A thread or task of the environment panicked (a bug; its message is in the log).
+    #[error("{0} panicked")]
+    Panicked(String),
     /// Teardown could not remove everything.
     #[error("teardown left: {}", .0.join("; "))]
     Leftovers(Vec<String>),

@@ -142,14 +142,18 @@ fn kubelet(state: &State, node: &str) -> Result<Pid, Error> {
 
 /// Stops a node's kubelet (SIGSTOP): the node goes NotReady, its containers keep running.
 pub fn stop_kubelet(state: &State, node: &str) -> Result<(), Error> {
-    kill(kubelet(state, node)?, Signal::SIGSTOP)
-        .map_err(|e| Error::NotFound(format!("stopping the kubelet of {node}: {e}")))
+    kill(kubelet(state, node)?, Signal::SIGSTOP).map_err(|source| Error::Signal {
+        what: format!("stopping the kubelet of {node}"),
+        source,
+    })
 }
 
 /// Lets a stopped kubelet run again (SIGCONT).
 pub fn resume_kubelet(state: &State, node: &str) -> Result<(), Error> {
-    kill(kubelet(state, node)?, Signal::SIGCONT)
-        .map_err(|e| Error::NotFound(format!("resuming the kubelet of {node}: {e}")))
+    kill(kubelet(state, node)?, Signal::SIGCONT).map_err(|source| Error::Signal {
+        what: format!("resuming the kubelet of {node}"),
+        source,
+    })
 }
 
 /// Unplugs a worker node from the network.

@@ -197,7 +197,7 @@ fn start_env(args: StartArgs, cmd: Option<Vec<OsString>>) -> Result<ExitCode, Er
         };
         let report = tokio::task::spawn_blocking(move || env.stop(args.keep_logs))
             .await
-            .map_err(|e| Error::NotFound(format!("teardown panicked: {e}")))?;
+            .map_err(|e| Error::Panicked(format!("teardown ({e})")))?;
         eprintln!(
             "tikv-env: down ({} pods removed through CRI, {} processes killed)",
             report.pods_removed, report.killed

@@ -116,15 +116,6 @@ pub fn restore(plan: &Plan, node: &NodePlan) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether a worker is plugged into the bridge.
-pub fn is_connected(plan: &Plan, node: &NodePlan) -> Result<bool, Error> {
-    let link = ip(
-        &plan.control_plane().netns,
-        ["-o", "link", "show", bridge_port(node)?],
-    )?;
-    Ok(link.contains(&format!("master {BRIDGE}")))
-}
-
 /// Whether the named network namespace exists.
 pub fn exists(netns: &str) -> bool {
     std::path::Path::new("/run/netns").join(netns).exists()

@@ -25,6 +25,8 @@
 //! test's output and its exit status the test's result. In the child, [`run`] runs the body.
 //! Environments are per scenario, so a scenario may break nodes (see [`Env::stop_kubelet`],
 //! [`Env::cut_network`]) without touching another, and tests of one binary may run in parallel.
+//! The operator runs on the control-plane node ([`Env::start`]), so worker-node faults hit only
+//! the TiKV cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,7 +46,7 @@ mod trampoline;
 
 pub use trampoline::run;
 
-/// The three controller charts, by the release-name suffix used for each.
+/// The three controllers; the chart of each is `charts/tikv-operator-<controller>`.
 pub const CONTROLLERS: [&str; 3] = [
     "cluster-controller",
     "group-controller",
@@ -525,7 +527,8 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn restarts(p: &Pod) -> i32 {
+/// How often a pod's containers restarted, together.
+pub fn restarts(p: &Pod) -> i32 {
     p.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())

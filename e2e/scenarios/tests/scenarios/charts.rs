@@ -333,19 +333,11 @@ fn installed_with_the_readme_commands_the_controllers_run_hardened_and_elect_lea
                 .holder_identity
         };
         assert_eq!(holder(leases.clone()).await, Some(leader.name_any()));
-        let before = leader
-            .status
-            .as_ref()
-            .unwrap()
-            .container_statuses
-            .as_ref()
-            .unwrap()[0]
-            .restart_count;
+        let before = e2e::restarts(&leader);
         env.kill_containers(&leader);
         testenv::wait_for(60, "the crashed leader back and leading", || async {
             let p = pods.get(&leader.name_any()).await.ok()?;
-            let restarted =
-                p.status.as_ref()?.container_statuses.as_ref()?[0].restart_count > before;
+            let restarted = e2e::restarts(&p) > before;
             let lease = holder(leases.clone()).await?;
             (restarted && e2e::pod_serving(&p) && lease == leader.name_any()).then_some(())
         })

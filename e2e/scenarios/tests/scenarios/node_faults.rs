@@ -36,14 +36,6 @@ async fn store_state(pd: &pdclient::PdClient, id: u64) -> Option<String> {
     )
 }
 
-fn restarts(p: &Pod) -> i32 {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|c| c.iter().map(|c| c.restart_count).sum())
-        .unwrap_or(0)
-}
-
 #[test]
 fn container_pod_kubelet_and_network_faults() {
     e2e::run(async {
@@ -62,14 +54,14 @@ fn container_pod_kubelet_and_network_faults() {
 
         // A killed container: the kubelet restarts it in the same pod.
         let victim = pods.get(&names[0]).await.unwrap();
-        let before = restarts(&victim);
+        let before = e2e::restarts(&victim);
         env.kill_containers(&victim);
         wait_for(
             120,
             "the killed store restarted in place and Up",
             || async {
                 let p = pods.get(&names[0]).await.ok()?;
-                (p.uid() == victim.uid() && restarts(&p) > before && e2e::pod_serving(&p))
+                (p.uid() == victim.uid() && e2e::restarts(&p) > before && e2e::pod_serving(&p))
                     .then_some(())?;
                 (store_state(&pd, ids[&names[0]]).await? == "Up").then_some(())
             },
