@@ -256,9 +256,9 @@ async fn wait_for_signal() -> Result<(), Error> {
     Ok(())
 }
 
-/// `run`: the command inside the cluster network, under a watchdog (it dies with us); its
-/// status, or 143 when we are told to stop first.
-async fn run_inside(state: &State, cmd: &[OsString]) -> Result<ExitCode, Error> {
+/// `unshare ARGS...`: `cmd` in a mount namespace of its own with the environment's cluster DNS
+/// as its resolver ([`WITH_CLUSTER_DNS`]).
+fn with_cluster_dns(state: &State, cmd: &[OsString]) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--mount",
         "--propagation=private",
@@ -272,10 +272,16 @@ async fn run_inside(state: &State, cmd: &[OsString]) -> Result<ExitCode, Error> 
     .collect();
     args.push(state.resolv_conf().into());
     args.extend(cmd.iter().cloned());
+    args
+}
+
+/// `run`: the command inside the cluster network, under a watchdog (it dies with us); its
+/// status, or 143 when we are told to stop first.
+async fn run_inside(state: &State, cmd: &[OsString]) -> Result<ExitCode, Error> {
     let mut child = Server::spawn_inheriting(
         "command",
         Path::new("unshare"),
-        args,
+        with_cluster_dns(state, cmd),
         &[
             (STATE_ENV, state.dir.as_os_str()),
             ("KUBECONFIG", state.kubeconfig().as_os_str()),
@@ -316,17 +322,8 @@ fn exec(dir: &Path, cmd: &[OsString]) -> Result<ExitCode, Error> {
             "--net=/run/netns/{}",
             state.plan.control_plane().netns
         ))
-        .args([
-            "unshare",
-            "--mount",
-            "--propagation=private",
-            "sh",
-            "-c",
-            WITH_CLUSTER_DNS,
-            "sh",
-        ])
-        .arg(state.resolv_conf())
-        .args(cmd)
+        .arg("unshare")
+        .args(with_cluster_dns(&state, cmd))
         .env(STATE_ENV, &dir)
         .env("KUBECONFIG", state.kubeconfig())
         .exec();

@@ -86,6 +86,24 @@ pub fn down(state: &State, keep_logs: bool) -> Report {
     report
 }
 
+/// The nodes' cgroup roots that exist, in every hierarchy (runc also makes them under the
+/// cgroup2 `unified` one).
+pub fn cgroup_roots(state: &State) -> Vec<PathBuf> {
+    let mut hierarchies = cgroup_hierarchies().unwrap_or_default();
+    hierarchies.push(PathBuf::from("/sys/fs/cgroup/unified"));
+    hierarchies
+        .iter()
+        .flat_map(|h| {
+            state
+                .plan
+                .nodes
+                .iter()
+                .map(move |n| h.join(n.cgroup_root.trim_start_matches('/')))
+        })
+        .filter(|d| d.exists())
+        .collect()
+}
+
 /// Every process in the environment: in one of its network namespaces or in one of its nodes'
 /// cgroups, except this process and its ancestors (a `tikv-env down` may run inside the
 /// environment's namespace).

@@ -3,27 +3,11 @@
 //! teardown is checked by the up/down test in e2e/scenarios.)
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_env::State;
-
-fn cgroups(state: &State) -> Vec<PathBuf> {
-    let mut hierarchies = e2e_env::node::cgroup_hierarchies().unwrap();
-    hierarchies.push("/sys/fs/cgroup/unified".into());
-    hierarchies
-        .iter()
-        .flat_map(|h| {
-            state
-                .plan
-                .nodes
-                .iter()
-                .map(move |n| h.join(n.cgroup_root.trim_start_matches('/')))
-        })
-        .filter(|d| d.exists())
-        .collect()
-}
 
 #[test]
 fn a_killed_environment_is_cleaned_up_by_its_watchdog() {
@@ -55,7 +39,7 @@ fn a_killed_environment_is_cleaned_up_by_its_watchdog() {
     let state = State::load(&dir).unwrap();
     let procs = e2e_env::teardown::processes(&state);
     assert!(procs.len() > 10, "the environment runs: {procs:?}");
-    assert!(!cgroups(&state).is_empty());
+    assert!(!e2e_env::teardown::cgroup_roots(&state).is_empty());
 
     env.kill().unwrap();
     let _ = env.wait();
@@ -68,7 +52,7 @@ fn a_killed_environment_is_cleaned_up_by_its_watchdog() {
                 .nodes
                 .iter()
                 .all(|n| !e2e_env::net::exists(&n.netns))
-            && cgroups(&state).is_empty()
+            && e2e_env::teardown::cgroup_roots(&state).is_empty()
             && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none())
     };
     while !gone() && Instant::now() < deadline {
@@ -90,9 +74,12 @@ fn a_killed_environment_is_cleaned_up_by_its_watchdog() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(
-        left.is_empty() && netns.is_empty() && cgroups(&state).is_empty() && files.is_empty(),
+        left.is_empty()
+            && netns.is_empty()
+            && e2e_env::teardown::cgroup_roots(&state).is_empty()
+            && files.is_empty(),
         "left after SIGKILL: processes {left:?}, network namespaces {netns:?}, cgroups {:?}, files {files:?}",
-        cgroups(&state)
+        e2e_env::teardown::cgroup_roots(&state)
     );
     let _ = std::fs::remove_dir(&dir);
 }

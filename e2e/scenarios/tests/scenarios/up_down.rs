@@ -30,23 +30,6 @@ fn alive(pid: u32) -> bool {
     testenv::process::is_alive(pid)
 }
 
-/// The cgroup directories of the environment's nodes, in every hierarchy.
-fn cgroups(state: &State) -> Vec<PathBuf> {
-    let mut hierarchies = e2e_env::node::cgroup_hierarchies().unwrap();
-    hierarchies.push("/sys/fs/cgroup/unified".into());
-    hierarchies
-        .iter()
-        .flat_map(|h| {
-            state
-                .plan
-                .nodes
-                .iter()
-                .map(move |n| h.join(n.cgroup_root.trim_start_matches('/')))
-        })
-        .filter(|d| d.exists())
-        .collect()
-}
-
 #[test]
 fn just_up_reaches_ready_on_real_nodes_and_just_down_leaves_nothing() {
     let state_dir = std::env::temp_dir().join(format!("e2e-up-down-{}", std::process::id()));
@@ -190,7 +173,7 @@ fn just_up_reaches_ready_on_real_nodes_and_just_down_leaves_nothing() {
         })
         .sum();
     let netns: Vec<String> = state.plan.nodes.iter().map(|n| n.netns.clone()).collect();
-    let cgroups_before = cgroups(&state);
+    let cgroups_before = e2e_env::teardown::cgroup_roots(&state);
     checks.push((shims >= 6, format!("{shims} containerd shims while up")));
     checks.push((containers >= 9, format!("{containers} containers while up")));
     checks.push((
@@ -221,7 +204,7 @@ fn just_up_reaches_ready_on_real_nodes_and_just_down_leaves_nothing() {
         netns_left.is_empty(),
         format!("network namespaces left: {netns_left:?}"),
     ));
-    let cgroups_left = cgroups(&state);
+    let cgroups_left = e2e_env::teardown::cgroup_roots(&state);
     checks.push((
         cgroups_left.is_empty(),
         format!("cgroups left: {cgroups_left:?}"),
