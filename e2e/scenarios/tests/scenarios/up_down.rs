@@ -138,7 +138,7 @@ fn just_up_reaches_ready_on_real_nodes_and_just_down_leaves_nothing() {
     ));
     checks.push(port_forward(&state_dir, &pd_pod));
     // `just exec`: a host program in the cluster network, with cluster DNS.
-    let exec_in = Command::new(state_dir_tikv_env())
+    let exec_in = Command::new(tikv_env())
         .args(["exec", "--state"])
         .arg(&state_dir)
         .args(["--", "getent", "hosts", "basic-pd.default.svc"])
@@ -240,7 +240,7 @@ fn just_up_reaches_ready_on_real_nodes_and_just_down_leaves_nothing() {
 }
 
 /// tikv-env of this build.
-fn state_dir_tikv_env() -> PathBuf {
+fn tikv_env() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("tikv-env")
 }
