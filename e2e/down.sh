@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# `just down`: stops every process `just up` started (newest first), then cleans its state.
+# `just down`: stops the environment `just up` started (SIGTERM: it removes every pod, container,
+# mount, cgroup and network namespace it made), or cleans up after one that died. Logs stay in
+# .local/logs and .local/nodes/*/logs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="${TIKV_OPERATOR_STATE_DIR:-$root/.local}"
-pids="$state/pids"
-[ -f "$pids" ] || { echo "nothing to stop"; exit 0; }
-tac "$pids" | while read -r name pid; do
+target="${CARGO_TARGET_DIR:-$root/target}/debug"
+pid_file="$state/tikv-env.pid"
+if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+  pid="$(cat "$pid_file")"
+  kill -TERM "$pid"
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$pid" 2>/dev/null || true
-    echo "stopped $name ($pid)"
+    echo "tikv-env ($pid) did not stop within 60 s; killing it (its watchdog cleans up)"
+    kill -KILL "$pid"
+    sleep 2
   fi
-done
-# Each `just up` starts a new cluster, so the pods' volumes (PVC directories) of this one are of
-# no use once it is gone; logs stay for reading.
-rm -rf "$state/node-agent"
-rm -f "$pids" "$state/kubeconfig"
+  tail -1 "$state/logs/tikv-env.log"
+fi
+rm -f "$pid_file"
+if [ -f "$state/state.json" ]; then
+  "$target/tikv-env" down --state "$state" --keep-logs
+fi
 echo "down"

@@ -3,7 +3,8 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm ...]     (default: all)
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner ...]
+#   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
 # fresh clones (CI) reuse it. Go's module and build caches are the usual ones and are reused too.
@@ -22,11 +23,14 @@ ETCD_VERSION=3.6.4
 # version pinned by the 8.x release branches of pingcap/tiflow.
 PD_VERSION=8.1.0-alpha
 
-# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum and the build
-# arguments with their versions), so a changed module or version rebuilds and nothing else does.
+# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum, a wrapper's own
+# Go files and the build arguments with their versions), so a changed module or version rebuilds
+# and nothing else does.
 stamp() {
   local name="$1"; shift
-  { cat "$here/$name/go.mod" "$here/$name/go.sum"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+  local go_files=()
+  for f in "$here/$name"/*.go; do [ -f "$f" ] && go_files+=("$f"); done
+  { cat "$here/$name/go.mod" "$here/$name/go.sum" "${go_files[@]}"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
 }
 
 need_go() {
@@ -68,15 +72,20 @@ build_etcd() {
   build etcd etcd -- -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3
 }
 
-build_k8s() {
+# Without these a Kubernetes binary reports v0.0.0-master as its version.
+k8s_ldflags() {
   local minor
   minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
-  # Without these the server reports v0.0.0-master as its version.
-  local ldf="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
     -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
     -X k8s.io/component-base/version.gitTreeState=clean \
     -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION \
     -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+
+build_k8s() {
+  local ldf
+  ldf="$(k8s_ldflags)"
   build k8s kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
     -ldflags "$ldf" -o "$bin_dir/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -95,15 +104,45 @@ build_helm() {
   build helm helm -- -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.0" -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
 }
 
+# The node components, from the same k8s.io/kubernetes release as the control plane. Their own
+# module (not e2e/tools/k8s): the kubelet needs modules the control plane does not.
+build_kubelet() {
+  local ldf
+  ldf="$(k8s_ldflags)"
+  build kubelet kubelet kube-proxy -- -ldflags "$ldf" -o "$bin_dir/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_coredns() {
+  # Cluster DNS; e2e/tools/coredns/main.go picks the plugins.
+  build coredns coredns -- -ldflags "-s -w" -o "$bin_dir/coredns" .
+}
+
+build_crictl() {
+  # The CRI client, to remove a node's pods through its runtime at teardown (and to look around).
+  build crictl crictl -- -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0" \
+    -o "$bin_dir/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+}
+
+build_local_path_provisioner() {
+  # The PersistentVolume provisioner kind uses: node-local directories through helper pods.
+  build local-path-provisioner local-path-provisioner -- -ldflags "-s -w -X main.VERSION=v0.0.30" \
+    -o "$bin_dir/local-path-provisioner" github.com/rancher/local-path-provisioner
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
     k8s) build_k8s ;;
     pd) build_pd ;;
     helm) build_helm ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd or helm)" >&2; exit 2 ;;
+    kubelet) build_kubelet ;;
+    coredns) build_coredns ;;
+    crictl) build_crictl ;;
+    local-path-provisioner) build_local_path_provisioner ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl or local-path-provisioner)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

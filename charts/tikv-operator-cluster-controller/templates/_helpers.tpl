@@ -1,4 +1,11 @@
-{{- define "ctl.name" -}}{{ .Release.Name }}-cluster-controller{{- end -}}
+{{- /* The release name when it already says what this is (e.g. tikv-operator-cluster-controller), else RELEASE-cluster-controller. */ -}}
+{{- define "ctl.name" -}}
+{{- if contains "cluster-controller" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-cluster-controller" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- define "ctl.labels" -}}
 app.kubernetes.io/name: tikv-operator-cluster-controller
 app.kubernetes.io/instance: {{ .Release.Name }}

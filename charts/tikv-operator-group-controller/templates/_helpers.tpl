@@ -1,4 +1,11 @@
-{{- define "ctl.name" -}}{{ .Release.Name }}-group-controller{{- end -}}
+{{- /* The release name when it already says what this is (e.g. tikv-operator-group-controller), else RELEASE-group-controller. */ -}}
+{{- define "ctl.name" -}}
+{{- if contains "group-controller" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-group-controller" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- define "ctl.labels" -}}
 app.kubernetes.io/name: tikv-operator-group-controller
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -1,4 +1,11 @@
-{{- define "ctl.name" -}}{{ .Release.Name }}-instance-controller{{- end -}}
+{{- /* The release name when it already says what this is (e.g. tikv-operator-instance-controller), else RELEASE-instance-controller. */ -}}
+{{- define "ctl.name" -}}
+{{- if contains "instance-controller" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-instance-controller" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- define "ctl.labels" -}}
 app.kubernetes.io/name: tikv-operator-instance-controller
 app.kubernetes.io/instance: {{ .Release.Name }}

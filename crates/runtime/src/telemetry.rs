@@ -40,7 +40,9 @@ pub fn init(format: LogFormat) {
             .with(fmt::layer().json().with_current_span(true))
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colours only for a terminal: in a pod's log file they are escape codes.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        registry.with(fmt::layer().with_ansi(ansi)).try_init()
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

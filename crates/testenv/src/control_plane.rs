@@ -2,6 +2,7 @@
 //! loopback, with our CRDs installed.
 
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,8 +22,8 @@ use crate::{Error, bin_path};
 /// Field manager of everything the test environment itself writes (CRDs, namespaces).
 pub const FIELD_MANAGER: &str = "tikv-operator/testenv";
 
-/// Service CIDR of the API server. Service IPs are only strings here (there is no kube-proxy);
-/// the range must merely not matter to anyone.
+/// Service CIDR of the API server without real nodes. Service IPs are only strings then (there
+/// is no kube-proxy); the range must merely not matter to anyone.
 const SERVICE_CIDR: &str = "10.0.0.0/24";
 
 /// How often readiness is polled. Short, because startup time is what every test binary pays.
@@ -48,6 +49,22 @@ pub struct ControlPlaneOptions {
     pub install_crds: bool,
     /// Extra kube-apiserver flags, e.g. `--feature-gates=...`; later flags win.
     pub apiserver_args: Vec<String>,
+    /// Serve real nodes (kubelets, kube-proxy): see [`NodeNetwork`]. `None`: loopback only.
+    pub nodes: Option<NodeNetwork>,
+}
+
+/// A control plane for real nodes. The API server listens on every address of its network
+/// namespace and advertises `advertise_address` (the `kubernetes` Service's endpoint), uses
+/// `service_cidr` for ClusterIPs, authorizes kubelets with the Node authorizer and
+/// NodeRestriction, and reaches kubelets (logs, exec, port-forward) at their InternalIP with a
+/// client certificate. The controller manager runs every controller, EndpointSlices included
+/// (cluster DNS and kube-proxy read them).
+#[derive(Debug, Clone)]
+pub struct NodeNetwork {
+    /// Where nodes reach the API server; also in its serving certificate.
+    pub advertise_address: Ipv4Addr,
+    /// ClusterIP range, e.g. `10.96.0.0/16`; its first address is the `kubernetes` Service.
+    pub service_cidr: String,
 }
 
 impl Default for ControlPlaneOptions {
@@ -58,6 +75,7 @@ impl Default for ControlPlaneOptions {
             startup_timeout: Duration::from_secs(120),
             install_crds: true,
             apiserver_args: Vec::new(),
+            nodes: None,
         }
     }
 }
@@ -67,6 +85,7 @@ pub struct ControlPlane {
     // Declared first so that it drops first: servers must be dead before the directory goes.
     processes: Processes,
     config: kube::Config,
+    pki: Pki,
     kubeconfig: PathBuf,
     server_url: String,
     startup_time: Duration,
@@ -143,7 +162,20 @@ impl ControlPlane {
             dir,
             servers: Vec::new(),
         };
-        let pki = certs::generate(&processes.dir)?;
+        let service_cidr = options
+            .nodes
+            .as_ref()
+            .map_or(SERVICE_CIDR, |n| n.service_cidr.as_str());
+        let service_ip = first_address(service_cidr).ok_or_else(|| Error::Io {
+            context: format!("service CIDR {service_cidr:?}"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not an IPv4 CIDR such as 10.96.0.0/16",
+            ),
+        })?;
+        let mut serving_ips = vec![service_ip];
+        serving_ips.extend(options.nodes.as_ref().map(|n| n.advertise_address));
+        let pki = certs::generate(&processes.dir, &serving_ips)?;
         let kubeconfig = processes.dir.join("kubeconfig");
 
         let mut attempt = 1;
@@ -183,7 +215,7 @@ impl ControlPlane {
             processes.servers.push(Server::spawn(
                 "kube-controller-manager",
                 &bin,
-                controller_manager_args(&pki, &kubeconfig),
+                controller_manager_args(&pki, &kubeconfig, options.nodes.is_some()),
                 &processes.dir,
             )?);
             leases.push("kube-controller-manager");
@@ -221,6 +253,7 @@ impl ControlPlane {
         Ok(ControlPlane {
             processes,
             config,
+            pki,
             kubeconfig,
             server_url,
             startup_time,
@@ -277,6 +310,37 @@ impl ControlPlane {
             .iter()
             .filter_map(|s| Some((s.name().to_string(), s.pid()?)))
             .collect()
+    }
+
+    /// Writes a kubeconfig for user `cn` in `groups` (a new client certificate signed by this
+    /// control plane's CA, embedded) that reaches the API server at `server_url`, e.g. a
+    /// kubelet's (`system:node:NAME`, `system:nodes`) at the address real nodes use.
+    pub fn write_user_kubeconfig(
+        &self,
+        path: &Path,
+        server_url: &str,
+        cn: &str,
+        groups: &[&str],
+    ) -> Result<(), Error> {
+        let (cert, key) = certs::client_certificate(&self.pki, cn, groups)?;
+        let ca = std::fs::read_to_string(&self.pki.ca_cert)
+            .map_err(Error::io(format!("reading {}", self.pki.ca_cert.display())))?;
+        write_kubeconfig_pem(path, server_url, &ca, &cert, &key)
+    }
+
+    /// The CA certificate file (PEM) that signed the API server's certificate and every client
+    /// certificate: what kubelets trust for client authentication.
+    pub fn ca_path(&self) -> &Path {
+        &self.pki.ca_cert
+    }
+
+    /// The port the API server listens on.
+    pub fn secure_port(&self) -> u16 {
+        self.server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
     }
 
     /// A `kubectl` command (the built one) that talks to this control plane.
@@ -379,7 +443,7 @@ async fn start_storage_and_apiserver(
     // once saves a few hundred milliseconds. An etcd that exits is still caught by `wait_for`,
     // and one that hangs shows in the API server's log quoted by the timeout error.
 
-    let mut args = apiserver_args(pki, etcd_client, secure, &dir);
+    let mut args = apiserver_args(pki, etcd_client, secure, &dir, options.nodes.as_ref());
     args.extend(options.apiserver_args.iter().cloned());
     processes
         .servers
@@ -515,11 +579,15 @@ fn etcd_args(data_dir: &Path, client: u16, peer: u16) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(pki: &Pki, etcd_client: u16, secure: u16, dir: &Path) -> Vec<String> {
-    vec![
+fn apiserver_args(
+    pki: &Pki,
+    etcd_client: u16,
+    secure: u16,
+    dir: &Path,
+    nodes: Option<&NodeNetwork>,
+) -> Vec<String> {
+    let mut args = vec![
         format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
         format!("--secure-port={secure}"),
         format!("--cert-dir={}", dir.join("apiserver-certs").display()),
         format!("--tls-cert-file={}", pki.serving_cert.display()),
@@ -531,19 +599,48 @@ fn apiserver_args(pki: &Pki, etcd_client: u16, secure: u16, dir: &Path) -> Vec<S
             "--service-account-signing-key-file={}",
             pki.sa_key.display()
         ),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-        // RBAC as in a real cluster: the admin user is in system:masters, and controllers under
-        // test can be given their charts' roles.
-        "--authorization-mode=RBAC".into(),
-        // The `kubernetes` Service would otherwise get 127.0.0.1 as its endpoint, which the API
-        // server refuses to write (loopback) and keeps logging about.
-        "--endpoint-reconciler-type=none".into(),
         "--allow-privileged=true".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    match nodes {
+        None => args.extend([
+            "--bind-address=127.0.0.1".to_string(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            // RBAC as in a real cluster: the admin user is in system:masters, and controllers
+            // under test can be given their charts' roles.
+            "--authorization-mode=RBAC".into(),
+            // The `kubernetes` Service would otherwise get 127.0.0.1 as its endpoint, which the
+            // API server refuses to write (loopback) and keeps logging about.
+            "--endpoint-reconciler-type=none".into(),
+        ]),
+        Some(n) => args.extend([
+            "--bind-address=0.0.0.0".to_string(),
+            format!("--advertise-address={}", n.advertise_address),
+            format!("--service-cluster-ip-range={}", n.service_cidr),
+            // As kubeadm sets it up: kubelets may touch only their own Node and its pods.
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            format!(
+                "--kubelet-client-certificate={}",
+                pki.kubelet_client_cert.display()
+            ),
+            format!("--kubelet-client-key={}", pki.kubelet_client_key.display()),
+            // Nodes have no resolvable host names; their InternalIP is what they listen on.
+            "--kubelet-preferred-address-types=InternalIP".into(),
+        ]),
+    }
+    args
 }
 
-fn controller_manager_args(pki: &Pki, kubeconfig: &Path) -> Vec<String> {
+fn controller_manager_args(pki: &Pki, kubeconfig: &Path, real_nodes: bool) -> Vec<String> {
+    let controllers = if real_nodes {
+        "--controllers=*"
+    } else {
+        // Pods here get loopback addresses (no kubelet, or a stand-in), which Endpoints and
+        // EndpointSlices refuse; those controllers would only log failures.
+        "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller"
+    };
     vec![
         format!("--kubeconfig={}", kubeconfig.display()),
         // No HTTPS endpoint: nothing scrapes it, and it would need another port and delegated
@@ -557,9 +654,7 @@ fn controller_manager_args(pki: &Pki, kubeconfig: &Path) -> Vec<String> {
         format!("--cluster-signing-cert-file={}", pki.ca_cert.display()),
         format!("--cluster-signing-key-file={}", pki.ca_key.display()),
         "--profiling=false".into(),
-        // Pods here get loopback addresses (the node agent), which Endpoints and EndpointSlices
-        // refuse; those controllers would only log failures. Services resolve through the agent.
-        "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller".into(),
+        controllers.into(),
     ]
 }
 
@@ -572,15 +667,31 @@ fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
 }
 
 /// Writes the admin kubeconfig with its certificates embedded, so that a copy (such as `just up`'s
-/// `.local/kubeconfig`) does not depend on this directory's files. The URL is written as a JSON
-/// string, which YAML reads as a double-quoted scalar.
+/// `.local/kubeconfig`) does not depend on this directory's files.
 fn write_kubeconfig(path: &Path, server_url: &str, pki: &Pki) -> Result<(), Error> {
-    use base64::Engine as _;
-    let data = |p: &Path| {
-        std::fs::read(p)
-            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
-            .map_err(Error::io(format!("reading {}", p.display())))
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(Error::io(format!("reading {}", p.display())))
     };
+    write_kubeconfig_pem(
+        path,
+        server_url,
+        &read(&pki.ca_cert)?,
+        &read(&pki.admin_cert)?,
+        &read(&pki.admin_key)?,
+    )
+}
+
+/// Writes a kubeconfig with the CA, client certificate and key (PEM) embedded. The URL is written
+/// as a JSON string, which YAML reads as a double-quoted scalar.
+pub(crate) fn write_kubeconfig_pem(
+    path: &Path,
+    server_url: &str,
+    ca: &str,
+    cert: &str,
+    key: &str,
+) -> Result<(), Error> {
+    use base64::Engine as _;
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
     let yaml = format!(
         "apiVersion: v1
 kind: Config
@@ -590,7 +701,7 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: testenv-admin
+- name: testenv-user
   user:
     client-certificate-data: {cert}
     client-key-data: {key}
@@ -598,16 +709,26 @@ contexts:
 - name: testenv
   context:
     cluster: testenv
-    user: testenv-admin
+    user: testenv-user
     namespace: default
 current-context: testenv
 ",
         server = serde_json::Value::String(server_url.to_string()),
-        ca = data(&pki.ca_cert)?,
-        cert = data(&pki.admin_cert)?,
-        key = data(&pki.admin_key)?,
+        ca = b64(ca),
+        cert = b64(cert),
+        key = b64(key),
     );
     std::fs::write(path, yaml).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// The first host address of an IPv4 CIDR (`10.96.0.0/16` → `10.96.0.1`): the API server gives it
+/// to the `kubernetes` Service.
+fn first_address(cidr: &str) -> Option<Ipv4Addr> {
+    let (net, bits) = cidr.split_once('/')?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 30)?;
+    let net = u32::from(net.parse::<Ipv4Addr>().ok()?);
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Some(Ipv4Addr::from((net & mask) + 1))
 }
 
 /// A new, unique directory under the system temp dir.
@@ -654,6 +775,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_kubernetes_service_gets_the_first_address() {
+        assert_eq!(
+            first_address("10.96.0.0/16"),
+            Some(Ipv4Addr::new(10, 96, 0, 1))
+        );
+        assert_eq!(
+            first_address("10.0.0.0/24"),
+            Some(Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert_eq!(
+            first_address("10.96.3.7/16"),
+            Some(Ipv4Addr::new(10, 96, 0, 1))
+        );
+        assert_eq!(first_address("10.96.0.0"), None);
+        assert_eq!(first_address("10.96.0.0/31"), None);
+        assert_eq!(first_address("nonsense/8"), None);
+    }
+
+    #[test]
     fn sanitize_makes_a_dns_label_prefix() {
         assert_eq!(sanitize("My_Test::case"), "my-test--case");
         assert_eq!(sanitize("--"), "test");
@@ -663,7 +803,7 @@ mod tests {
     #[test]
     fn kubeconfig_is_valid_and_stands_on_its_own() {
         let dir = create_temp_dir().unwrap();
-        let pki = crate::certs::generate(&dir).unwrap();
+        let pki = crate::certs::generate(&dir, &[]).unwrap();
         let path = dir.join("kubeconfig");
         write_kubeconfig(&path, "https://127.0.0.1:1234", &pki).unwrap();
         let kc = Kubeconfig::read_from(&path).unwrap();

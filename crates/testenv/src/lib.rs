@@ -4,12 +4,15 @@
 //! Nothing here is faked: objects go through the real API server's validation (OpenAPI schema,
 //! CEL rules, admission), watches are real watches, server-side apply computes real managed
 //! fields and conflicts, and the controller manager really garbage-collects owned objects and
-//! deletes namespaces. There is no kubelet: a test (or the e2e node agent) that wants a running
-//! pod sets `spec.nodeName` to a Node object it created and writes the pod status itself. A
+//! deletes namespaces. There is no kubelet here (`e2e/env` adds real nodes): a test that wants a
+//! running pod sets `spec.nodeName` to a Node object it created and writes the pod status itself. A
 //! bound pod's graceful deletion then waits for a kubelet that never comes, so delete such pods
 //! with grace period 0. The node lifecycle controller runs too: a Node without heartbeats (Lease
 //! renewals or Ready condition updates) is marked NotReady after about 50 s and its pods are
 //! evicted 5 minutes later, as in a real cluster.
+//!
+//! With [`ControlPlaneOptions::nodes`] the same control plane serves real kubelets and
+//! kube-proxies ([`NodeNetwork`]); `e2e/env` runs it that way.
 //!
 //! Startup takes about 3 s on a 2-core machine (cold process start to CRDs Established and the
 //! controller manager and scheduler running); [`ControlPlane::startup_time`] reports it. Test
@@ -74,7 +77,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use control_plane::{ControlPlane, ControlPlaneOptions, FIELD_MANAGER};
+pub use control_plane::{ControlPlane, ControlPlaneOptions, FIELD_MANAGER, NodeNetwork};
 
 /// Environment variable naming the directory that holds the server binaries.
 pub const BIN_DIR_ENV: &str = "TIKV_OPERATOR_BIN_DIR";

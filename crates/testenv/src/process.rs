@@ -89,11 +89,61 @@ impl Server {
         S: AsRef<OsStr>,
     {
         let log = dir.join(format!("{name}.log"));
-        let pid_file = dir.join(format!("{name}.pid"));
         let out = File::create(&log).map_err(Error::io(format!("creating {}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(Error::io(format!("duplicating {}", log.display())))?;
+        Server::start(
+            name,
+            program,
+            args,
+            &[],
+            (Stdio::from(out), Stdio::from(err)),
+            log,
+            dir,
+        )
+    }
+
+    /// Like [`spawn`](Self::spawn), but the program gets the extra environment variables `envs`
+    /// and writes to this process's stdout and stderr: for programs whose output belongs to the
+    /// caller's, such as a test process run inside an environment.
+    pub fn spawn_inheriting<I, S>(
+        name: &str,
+        program: &Path,
+        args: I,
+        envs: &[(&str, &OsStr)],
+        dir: &Path,
+    ) -> Result<Server, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let log = dir.join(format!("{name}.log"));
+        Server::start(
+            name,
+            program,
+            args,
+            envs,
+            (Stdio::inherit(), Stdio::inherit()),
+            log,
+            dir,
+        )
+    }
+
+    fn start<I, S>(
+        name: &str,
+        program: &Path,
+        args: I,
+        envs: &[(&str, &OsStr)],
+        (out, err): (Stdio, Stdio),
+        log: PathBuf,
+        dir: &Path,
+    ) -> Result<Server, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let pid_file = dir.join(format!("{name}.pid"));
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -101,6 +151,7 @@ impl Server {
             .arg(&pid_file)
             .arg(program)
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)

@@ -1,8 +1,9 @@
 //! Benchmark: `examples/basic` (3 PD + 3 TiKV) from apply to Cluster Ready, and how much of that
 //! time the operator itself accounts for.
 //!
-//! Each run starts a fresh environment (node agent, the three controllers, a new namespace),
-//! starts watchers on Pods, PD, TiKV, the groups, the Cluster and Events plus a 100 ms PD poller
+//! The benchmark runs in one environment (real nodes: kubelet + containerd, see `e2e/env`); each
+//! run is a new namespace with the three controllers installed by Helm (images of the release
+//! build); it starts watchers on Pods, PD, TiKV, the groups, the Cluster and Events plus a 100 ms PD poller
 //! (see `common`), applies the example and waits for the Cluster's Ready condition. Every time is
 //! relative to just before the apply (`t0`) and is the instant the watcher (or poller) saw the
 //! change, so it includes the API server's watch latency (milliseconds).
@@ -11,7 +12,7 @@
 //! - **total** = `t0` → Cluster `Ready=True`.
 //! - **external waits**: an instance waits on things outside the operator from the moment its
 //!   pod exists until it *serves*: the pod is Running and Ready (the scheduler binds it, the
-//!   node agent starts the process, the process starts, the readiness probe passes — PD: its
+//!   kubelet starts the container, the process starts, the readiness probe passes — PD: its
 //!   client port answers; tikv-sim: its status port answers, which it opens only after
 //!   registering its store with PD, so this includes waiting for a PD leader) **and** PD itself
 //!   reports it (a PD member healthy in PD's health check; a TiKV store Up). The create calls
@@ -53,46 +54,47 @@ struct Summary {
     operator: f64,
 }
 
-#[tokio::main]
-async fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
-    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let mut summaries = Vec::new();
-    for i in 1..=runs {
-        println!("\n=== apply_to_ready run {i}/{runs} ===");
-        summaries.push(run(i, verbose).await);
-    }
-    println!("\n=== apply_to_ready: {runs} run(s), seconds ===");
-    println!(
-        "{:<36} {:>8} {:>8} {:>8}",
-        "measure", "min", "median", "max"
-    );
-    let rows: [(&str, Measure); 6] = [
-        ("total (t0 -> Cluster Ready)", |s| s.total),
-        ("external: the apply calls", |s| s.apply),
-        ("external: PD phase", |s| s.pd_external),
-        ("external: TiKV phase (beyond PD)", |s| s.tikv_external),
-        ("external: total", |s| s.external),
-        ("operator share (total - external)", |s| s.operator),
-    ];
-    for (name, f) in rows {
-        let v: Vec<f64> = summaries.iter().map(f).collect();
-        let (min, med, max) = stats(&v);
-        println!("{name:<36} {min:>8.2} {med:>8.2} {max:>8.2}");
-    }
-    let share: Vec<f64> = summaries
-        .iter()
-        .map(|s| 100.0 * s.operator / s.total)
-        .collect();
-    let (min, med, max) = stats(&share);
-    println!(
-        "{:<36} {min:>7.0}% {med:>7.0}% {max:>7.0}%",
-        "operator share of total"
-    );
+fn main() {
+    e2e::run(async {
+        let runs: usize = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1);
+        let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+        let mut summaries = Vec::new();
+        for i in 1..=runs {
+            println!("\n=== apply_to_ready run {i}/{runs} ===");
+            summaries.push(run(i, verbose).await);
+        }
+        println!("\n=== apply_to_ready: {runs} run(s), seconds ===");
+        println!(
+            "{:<36} {:>8} {:>8} {:>8}",
+            "measure", "min", "median", "max"
+        );
+        let rows: [(&str, Measure); 6] = [
+            ("total (t0 -> Cluster Ready)", |s| s.total),
+            ("external: the apply calls", |s| s.apply),
+            ("external: PD phase", |s| s.pd_external),
+            ("external: TiKV phase (beyond PD)", |s| s.tikv_external),
+            ("external: total", |s| s.external),
+            ("operator share (total - external)", |s| s.operator),
+        ];
+        for (name, f) in rows {
+            let v: Vec<f64> = summaries.iter().map(f).collect();
+            let (min, med, max) = stats(&v);
+            println!("{name:<36} {min:>8.2} {med:>8.2} {max:>8.2}");
+        }
+        let share: Vec<f64> = summaries
+            .iter()
+            .map(|s| 100.0 * s.operator / s.total)
+            .collect();
+        let (min, med, max) = stats(&share);
+        println!(
+            "{:<36} {min:>7.0}% {med:>7.0}% {max:>7.0}%",
+            "operator share of total"
+        );
+    })
 }
 
 async fn run(i: usize, verbose: bool) -> Summary {
@@ -114,7 +116,7 @@ async fn run(i: usize, verbose: bool) -> Summary {
         log.print(t0);
     }
     let summary = report(&log, t0, applied);
-    env.stop().await;
+    env.remove().await;
     summary
 }
 

@@ -20,8 +20,11 @@ const CLUSTER: &str = "basic";
 /// One counter sample: metric name and labels.
 type Key = (String, BTreeMap<String, String>);
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    e2e::run(bench());
+}
+
+async fn bench() {
     let secs = |var: &str, default: u64| {
         std::env::var(var)
             .ok()
@@ -36,10 +39,10 @@ async fn main() {
     common::wait_settled(&pd, 3).await;
     tokio::time::sleep(Duration::from_secs(settle)).await;
 
-    let before = counters(&env.instance_metrics.encode());
+    let before = counters(&env.controller_metrics("instance-controller").await);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(window)).await;
-    let after = counters(&env.instance_metrics.encode());
+    let after = counters(&env.controller_metrics("instance-controller").await);
     let elapsed = start.elapsed().as_secs_f64();
     let delta: BTreeMap<Key, f64> = after
         .iter()

@@ -1,8 +1,10 @@
 //! Benchmark: a TiKV rolling upgrade (`spec.template.spec.version` v8.5.0 → v8.5.1 on the
 //! TiKVGroup `basic-tikv`) against its lower bound, for 3 and for 6 stores.
 //!
-//! Each case starts a fresh environment, applies `examples/basic`, scales the TiKVGroup to the
-//! store count (merge patch of `spec.replicas`) and waits until that many stores are Up in PD,
+//! The cases share one environment (real nodes: kubelet + containerd, see `e2e/env`); each is a
+//! new namespace with the controllers installed by Helm (images of the release build). A case
+//! applies `examples/basic`, scales the TiKVGroup to the store count (merge patch of
+//! `spec.replicas`) and waits until that many stores are Up in PD,
 //! the group and the Cluster are Ready, every store holds leaders and PD's leader and region
 //! counts have been still for 5 s. Then watchers and a 100 ms PD poller start (see `common`),
 //! the version is patched (`t0`), and the bench waits for the group to report every replica
@@ -17,8 +19,8 @@
 //!   *new pod Ready*; *Up@new*: PD reports the store Up at the new version; *done*: the TiKV
 //!   object reports the new revision and `Ready=True`.
 //!
-//! Phases marked `*` wait on something outside the operator (PD moving leaders; the node agent
-//! stopping and starting processes; the store registering with PD):
+//! Phases marked `*` wait on something outside the operator (PD moving leaders; the kubelet
+//! stopping and starting containers; the store registering with PD):
 //! eviction* = eviction start → leaders 0; termination* = pod deleting → old pod gone;
 //! startup* = new pod created → new pod Ready; store-up* = new pod Ready → Up@new (0 when PD
 //! had it first). The store's **lower bound** is the sum of the starred phases. ("restart" —
@@ -72,50 +74,51 @@ struct Totals {
     overlapped: bool,
 }
 
-#[tokio::main]
-async fn main() {
-    let counts: Vec<usize> = std::env::var("BENCH_STORES")
-        .unwrap_or_else(|_| "3,6".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let mode = std::env::var("BENCH_UPDATE_MODE")
-        .ok()
-        .filter(|m| !m.is_empty());
-    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let mut all = Vec::new();
-    for n in counts {
+fn main() {
+    e2e::run(async {
+        let counts: Vec<usize> = std::env::var("BENCH_STORES")
+            .unwrap_or_else(|_| "3,6".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let mode = std::env::var("BENCH_UPDATE_MODE")
+            .ok()
+            .filter(|m| !m.is_empty());
+        let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+        let mut all = Vec::new();
+        for n in counts {
+            println!(
+                "\n=== upgrade {FROM} -> {TO}, {n} stores, mode {} ===",
+                mode.as_deref().unwrap_or("default (OneByOne)")
+            );
+            all.push(case(n, mode.as_deref(), verbose).await);
+        }
+        println!("\n=== upgrade: totals (s) ===");
         println!(
-            "\n=== upgrade {FROM} -> {TO}, {n} stores, mode {} ===",
-            mode.as_deref().unwrap_or("default (OneByOne)")
+            "{:>6} {:>8} {:>12} {:>15} {:>18} {:>13} {:>13} {:>8}",
+            "stores",
+            "total",
+            "lower bound",
+            "operator-added",
+            "total/lower bound",
+            "strict bound",
+            "total/strict",
+            "overlap"
         );
-        all.push(case(n, mode.as_deref(), verbose).await);
-    }
-    println!("\n=== upgrade: totals (s) ===");
-    println!(
-        "{:>6} {:>8} {:>12} {:>15} {:>18} {:>13} {:>13} {:>8}",
-        "stores",
-        "total",
-        "lower bound",
-        "operator-added",
-        "total/lower bound",
-        "strict bound",
-        "total/strict",
-        "overlap"
-    );
-    for t in &all {
-        println!(
-            "{:>6} {:>8.2} {:>12.2} {:>15.2} {:>18.2} {:>13.2} {:>13.2} {:>8}",
-            t.stores,
-            t.total,
-            t.lower_bound,
-            t.operator,
-            t.total / t.lower_bound,
-            t.strict_bound,
-            t.total / t.strict_bound,
-            if t.overlapped { "yes" } else { "no" }
-        );
-    }
+        for t in &all {
+            println!(
+                "{:>6} {:>8.2} {:>12.2} {:>15.2} {:>18.2} {:>13.2} {:>13.2} {:>8}",
+                t.stores,
+                t.total,
+                t.lower_bound,
+                t.operator,
+                t.total / t.lower_bound,
+                t.strict_bound,
+                t.total / t.strict_bound,
+                if t.overlapped { "yes" } else { "no" }
+            );
+        }
+    })
 }
 
 async fn patch_group(env: &e2e::Env, patch: serde_json::Value) -> Result<TiKVGroup, kube::Error> {
@@ -233,7 +236,7 @@ async fn case(n: usize, mode: Option<&str>, verbose: bool) -> Totals {
     if !left.is_empty() {
         println!("NOTE: evict-leader entries left behind for stores {left:?}");
     }
-    env.stop().await;
+    env.remove().await;
     totals
 }
 

@@ -1,61 +1,228 @@
-//! The local environment for end-to-end scenarios, in one test process: the shared real control
-//! plane, a node agent of its own (pods become real pd-server and tikv-sim processes), and the
-//! three controllers scoped to the scenario's namespace.
+//! The end-to-end harness. Every scenario runs on a real Kubernetes environment of its own
+//! (`tikv-env`: the control plane, a tainted control-plane node and three worker nodes with
+//! kubelet and containerd, see the `e2e_env` crate), with the operator installed by the real
+//! `helm` from the images `images/build.sh` built, and its body runs **inside the cluster
+//! network**: `Cluster.status.pd` resolves through cluster DNS and is reached through kube-proxy,
+//! as from any pod.
+//!
+//! A scenario is a `#[test]` (or a benchmark's `main`) that hands its body to [`run`]:
+//!
+//! ```no_run
+//! #[test]
+//! fn basic() {
+//!     e2e::run(async {
+//!         let env = e2e::Env::start("basic").await;
+//!         env.apply_example("basic").await;
+//!         env.wait_cluster_ready("basic", 180).await;
+//!         env.stop().await;
+//!     })
+//! }
+//! ```
+//!
+//! In the cargo test process, [`run`] builds the images if their inputs changed, then runs
+//! `tikv-env run -- <this test binary> --exact <this test>`: a new environment, the same test in
+//! a child process inside it, the environment torn down after. The child's output becomes the
+//! test's output and its exit status the test's result. In the child, [`run`] runs the body.
+//! Environments are per scenario, so a scenario may break nodes (see [`Env::stop_kubelet`],
+//! [`Env::cut_network`]) without touching another, and tests of one binary may run in parallel.
+//! The operator runs on the control-plane node ([`Env::start`]), so worker-node faults hit only
+//! the TiKV cluster.
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
-use kube::api::PostParams;
-use kube::{Api, Client};
-use node_agent::{Agent, AgentConfig, Programs};
+use e2e_env::State;
+use e2e_env::plan::CONTROL_PLANE_ROLE;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 
-/// One scenario's environment.
+mod trampoline;
+
+pub use trampoline::run;
+
+/// The three controllers; the chart of each is `charts/tikv-operator-<controller>`.
+pub const CONTROLLERS: [&str; 3] = [
+    "cluster-controller",
+    "group-controller",
+    "instance-controller",
+];
+
+/// The port of the controllers' `/metrics` (the charts' `metrics.port` default).
+pub const CONTROLLER_METRICS_PORT: u16 = 8080;
+
+/// One scenario's namespace, with the operator installed for it.
 pub struct Env {
-    /// API client.
+    /// API client (admin).
     pub client: Client,
-    /// The scenario's namespace.
+    /// The scenario's namespace: its cluster's objects and nothing else.
     pub ns: String,
-    /// The instance controller's metrics (kept across controller restarts), for the benches.
-    pub instance_metrics: operator_runtime::metrics::Metrics,
-    agent: Option<Agent>,
-    controllers: Vec<tokio::task::JoinHandle<()>>,
+    /// Where the operator's Helm releases, pods and Leases are (`<ns>-operator`, or `ns` itself
+    /// for [`Env::namespace`]).
+    pub operator_ns: String,
+    /// The environment.
+    pub state: State,
+    /// The controllers' Helm releases installed through this `Env`.
+    releases: Vec<String>,
+}
+
+/// Which namespaces the installed controllers watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// Only the scenario's namespace (`watchNamespace`; releases `<ns>-<controller>`), from the
+    /// control-plane node.
+    Scenario,
+    /// Every namespace, with the README's release names (`tikv-operator-<controller>`).
+    All,
 }
 
 impl Env {
-    /// Starts a node agent with three zones and the three controllers for a new namespace.
+    /// Creates a namespace `NAME-xxxxx` and installs the operator for it with Helm, as a user
+    /// would: the CRD chart once per environment, then the three controller charts into a
+    /// namespace of their own (`<ns>-operator`) watching only the scenario's, waiting until
+    /// their Deployments are available.
     pub async fn start(name: &str) -> Env {
-        init_logging();
-        let cp = testenv::shared();
-        let client = cp.client();
-        let ns = cp.create_namespace(name).await;
-        let state_dir = std::env::temp_dir().join(format!("e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state_dir);
-        let mut config = AgentConfig::new(&state_dir);
-        config.node_prefix = format!("e2e-{name}");
-        config.programs = Programs {
-            search_dirs: node_agent::image::default_search_dirs(None),
+        let mut env = Env::namespace(name).await;
+        env.operator_ns = format!("{}-operator", env.ns);
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(env.operator_ns.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        config.shutdown_grace = Duration::from_secs(2);
-        let agent = Agent::start(client.clone(), config)
+        namespaces
+            .create(&PostParams::default(), &ns)
             .await
-            .expect("node agent starts");
-        let instance_metrics = operator_runtime::metrics::Metrics::new();
-        let controllers = spawn_controllers(&client, &ns, &instance_metrics);
+            .unwrap_or_else(|e| panic!("creating namespace {}: {e}", env.operator_ns));
+        env.install_crds().await;
+        env.install_controllers(Watch::Scenario);
+        env
+    }
+
+    /// Creates a namespace `NAME-xxxxx`, without installing anything (the operator, if
+    /// installed with [`Env::install_controllers`], goes into the same namespace).
+    pub async fn namespace(name: &str) -> Env {
+        let state = State::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let client = client(&state).await;
+        let ns = create_namespace(&client, name).await;
         Env {
             client,
+            operator_ns: ns.clone(),
             ns,
-            instance_metrics,
-            agent: Some(agent),
-            controllers,
+            state,
+            releases: Vec::new(),
         }
+    }
+
+    /// Installs the CRD chart, unless the environment has the CRDs already.
+    pub async fn install_crds(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        if crds
+            .get_opt("clusters.core.tikv.org")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            self.helm(&[
+                "install",
+                "tikv-operator-crds",
+                &chart("tikv-operator-crds"),
+                "--wait",
+            ]);
+        }
+    }
+
+    /// Installs the three controller charts into [`Env::operator_ns`] and waits until their
+    /// Deployments are available.
+    pub fn install_controllers(&mut self, watch: Watch) {
+        // The three installs at once: each mostly waits for its pod to start.
+        let installs: Vec<(String, std::process::Child)> = CONTROLLERS
+            .iter()
+            .map(|c| {
+                let release = match watch {
+                    Watch::Scenario => format!("{}-{c}", self.ns),
+                    Watch::All => format!("tikv-operator-{c}"),
+                };
+                let mut args = vec![
+                    "install".to_string(),
+                    release.clone(),
+                    chart(&format!("tikv-operator-{c}")),
+                    "--namespace".into(),
+                    self.operator_ns.clone(),
+                    "--set".into(),
+                    "logFormat=text".into(),
+                    "--wait".into(),
+                    "--timeout=3m".into(),
+                ];
+                if watch == Watch::Scenario {
+                    args.extend(["--set".into(), format!("watchNamespace={}", self.ns)]);
+                    // On the control-plane node, so that the faults a scenario injects into
+                    // worker nodes hit the TiKV cluster, not the operator watching it.
+                    args.extend([
+                        "--set-json".into(),
+                        format!(r#"nodeSelector={{"{CONTROL_PLANE_ROLE}":""}}"#),
+                        "--set-json".into(),
+                        format!(
+                            r#"tolerations=[{{"key":"{CONTROL_PLANE_ROLE}","operator":"Exists","effect":"NoSchedule"}}]"#
+                        ),
+                    ]);
+                }
+                let child = self
+                    .helm_command(&args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (release, child)
+            })
+            .collect();
+        for (release, child) in installs {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "helm install {release} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            self.releases.push(release);
+        }
+    }
+
+    fn helm_command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(testenv::bin_path("helm").unwrap());
+        cmd.args(args).env("KUBECONFIG", self.state.kubeconfig());
+        cmd
+    }
+
+    /// Runs `helm` (the built one) against the environment; panics with its output on failure.
+    pub fn helm(&self, args: &[&str]) -> String {
+        let out = self.helm_command(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "helm {args:?} failed:\n{text}");
+        text
+    }
+
+    /// A command (e.g. a client workload) that runs in the cluster network, like this process:
+    /// cluster DNS, Service IPs, `KUBECONFIG` for the environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env("KUBECONFIG", self.state.kubeconfig())
+            .kill_on_drop(true);
+        cmd
     }
 
     /// Creates every object of an examples/ directory in the namespace, with the test tuning of
     /// [`tune`]; returns when it was done.
     pub async fn apply_example(&self, dir: &str) -> Instant {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(dir);
         let mut files: Vec<_> = std::fs::read_dir(&root)
@@ -104,7 +271,8 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    /// A PD client for the cluster, at the URL the Cluster reports.
+    /// A PD client for the cluster, at the URL the Cluster reports (a Service name, resolved by
+    /// cluster DNS).
     pub async fn pd(&self, cluster: &str) -> pdclient::PdClient {
         let url = testenv::wait_for(60, "Cluster.status.pd", || async {
             self.api::<Cluster>().get(cluster).await.ok()?.status?.pd
@@ -122,15 +290,92 @@ impl Env {
         .await;
     }
 
-    /// Kills the three controllers where they are (in-flight reconciles are dropped, as when a
-    /// process dies) and starts them again: all they know must come back from the objects.
-    pub async fn restart_controllers(&mut self, down_for: Duration) {
-        for c in self.controllers.drain(..) {
-            c.abort();
-            let _ = c.await;
+    /// Crashes the three controllers where they are (SIGKILL to their containers: in-flight
+    /// reconciles are lost, as when a process dies) and waits until the kubelet has restarted
+    /// them and they are Ready again: all they know must come back from the objects.
+    pub async fn restart_controllers(&self) {
+        let pods = self.controller_pods().await;
+        let before: Vec<(String, i32)> = pods.iter().map(|p| (p.name_any(), restarts(p))).collect();
+        for p in &pods {
+            self.kill_containers(p);
         }
-        tokio::time::sleep(down_for).await;
-        self.controllers = spawn_controllers(&self.client, &self.ns, &self.instance_metrics);
+        testenv::wait_for(120, "the controllers restarted and Ready", || async {
+            let pods = self.controller_pods().await;
+            before
+                .iter()
+                .all(|(name, n)| {
+                    pods.iter()
+                        .any(|p| p.name_any() == *name && restarts(p) > *n && pod_serving(p))
+                })
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The controllers' pods (of the releases installed through this `Env`).
+    pub async fn controller_pods(&self) -> Vec<Pod> {
+        let mut pods = Vec::new();
+        for release in &self.releases {
+            let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.operator_ns);
+            pods.extend(api.list(&lp).await.unwrap().items);
+        }
+        pods
+    }
+
+    /// SIGKILLs every container of a running pod (through its cgroup); the kubelet restarts
+    /// them per the pod's `restartPolicy`.
+    pub fn kill_containers(&self, pod: &Pod) {
+        let (node, uid) = placement(pod);
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        for c in statuses {
+            let id = c
+                .container_id
+                .unwrap_or_else(|| panic!("container {} of {} has no id", c.name, pod.name_any()));
+            e2e_env::faults::kill_container(&self.state, &node, &uid, &id)
+                .unwrap_or_else(|e| panic!("killing {} of {}: {e}", c.name, pod.name_any()));
+        }
+    }
+
+    /// Freezes (or thaws) a pod of the namespace in its cgroup: its processes stop, their
+    /// sockets stay open.
+    pub async fn freeze_pod(&self, name: &str, frozen: bool) {
+        let pod = self.api::<Pod>().get(name).await.unwrap();
+        let (node, uid) = placement(&pod);
+        e2e_env::faults::freeze_pod(&self.state, &node, &uid, frozen)
+            .unwrap_or_else(|e| panic!("freezing pod {name}: {e}"));
+    }
+
+    /// Stops (SIGSTOP) a node's kubelet: the node goes NotReady, its containers keep running.
+    pub fn stop_kubelet(&self, node: &str) {
+        e2e_env::faults::stop_kubelet(&self.state, node).unwrap();
+    }
+
+    /// Lets a stopped kubelet run again.
+    pub fn resume_kubelet(&self, node: &str) {
+        e2e_env::faults::resume_kubelet(&self.state, node).unwrap();
+    }
+
+    /// Unplugs a worker node from the cluster network.
+    pub fn cut_network(&self, node: &str) {
+        e2e_env::faults::cut_network(&self.state, node).unwrap();
+    }
+
+    /// Plugs a worker node back in.
+    pub fn restore_network(&self, node: &str) {
+        e2e_env::faults::restore_network(&self.state, node).unwrap();
+    }
+
+    /// Deletes a pod with grace period 0: its object goes at once, its containers are killed.
+    pub async fn force_delete_pod(&self, name: &str) {
+        self.api::<Pod>()
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
     }
 
     /// A PD client that knows every member's URL, so it keeps working while members restart.
@@ -175,15 +420,187 @@ impl Env {
             })
     }
 
-    /// Stops the controllers and the node agent (its pods' processes die with it).
-    pub async fn stop(mut self) {
-        for c in &self.controllers {
-            c.abort();
+    /// What a controller's `/metrics` serves now (its pod, through the API server's pod proxy,
+    /// as `kubectl get --raw` would read it).
+    pub async fn controller_metrics(&self, controller: &str) -> String {
+        let pod = self
+            .controller_pods()
+            .await
+            .into_iter()
+            .find(|p| p.name_any().contains(controller) && pod_serving(p))
+            .unwrap_or_else(|| panic!("no serving {controller} pod"));
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics",
+            self.operator_ns,
+            pod.name_any(),
+            CONTROLLER_METRICS_PORT
+        );
+        let req = http::Request::get(path).body(Vec::new()).unwrap();
+        self.client.request_text(req).await.unwrap()
+    }
+
+    /// The controllers' logs so far (every container incarnation), from the nodes' log files.
+    pub fn controller_logs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for node in &self.state.plan.nodes {
+            let dir = self.state.node_dir(&node.name).join("var/log/pods");
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // <namespace>_<pod>_<uid>; a controller's pod is named after its release.
+                if !self
+                    .releases
+                    .iter()
+                    .any(|r| name.starts_with(&format!("{}_{r}-", self.operator_ns)))
+                {
+                    continue;
+                }
+                for log in log_files(&e.path()) {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    out.push((log.display().to_string(), text));
+                }
+            }
         }
-        if let Some(agent) = self.agent.take() {
-            let _ = agent.shutdown().await;
+        out
+    }
+
+    /// Checks the controllers never hit a permission they lack (a missing RBAC rule in a
+    /// chart). The environment goes with the scenario, so nothing else needs stopping; see
+    /// [`Env::remove`] to reuse the nodes.
+    pub async fn stop(self) {
+        self.check_permissions();
+    }
+
+    /// [`Env::stop`], then deletes the namespace's Clusters (the operator removes what they made),
+    /// uninstalls the controllers and deletes the namespaces: for benchmarks that run one case
+    /// after another on the same nodes.
+    pub async fn remove(self) {
+        self.check_permissions();
+        let clusters = self.api::<Cluster>();
+        for c in clusters.list(&ListParams::default()).await.unwrap().items {
+            let _ = clusters
+                .delete(&c.name_any(), &DeleteParams::default())
+                .await;
+        }
+        testenv::wait_for(300, "the clusters' pods gone", || async {
+            let lp = ListParams::default().labels(api::labels::CLUSTER);
+            let pods = self.api::<Pod>().list(&lp).await.ok()?;
+            pods.items.is_empty().then_some(())
+        })
+        .await;
+        for release in &self.releases {
+            self.helm(&["uninstall", release, "--namespace", &self.operator_ns]);
+        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        for ns in [&self.ns, &self.operator_ns] {
+            let _ = namespaces.delete(ns, &DeleteParams::default()).await;
         }
     }
+
+    fn check_permissions(&self) {
+        let denied: Vec<String> = self
+            .controller_logs()
+            .into_iter()
+            .flat_map(|(file, text)| {
+                text.lines()
+                    .filter(|l| l.contains("forbidden"))
+                    .map(|l| format!("{file}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            denied.is_empty(),
+            "the controllers were refused by RBAC:\n{}",
+            denied.join("\n")
+        );
+    }
+}
+
+/// When a scenario fails, its output shows what the operator did: the controllers' logs.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (file, text) in self.controller_logs() {
+                println!("----- {file}\n{text}");
+            }
+        }
+    }
+}
+
+/// The path of one of the repository's charts.
+pub fn chart(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../charts")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for c in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+            out.push(f.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// How often a pod's containers restarted, together.
+pub fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|c| c.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
+}
+
+/// A pod's node and UID (it must be scheduled).
+fn placement(pod: &Pod) -> (String, String) {
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| panic!("pod {} is not on a node", pod.name_any()));
+    (
+        node,
+        pod.uid().expect("a pod from the API server has a uid"),
+    )
+}
+
+async fn client(state: &State) -> Client {
+    let kc = Kubeconfig::read_from(state.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// A namespace `PREFIX-xxxxx`, once its `default` ServiceAccount exists (pods need it).
+async fn create_namespace(client: &Client, prefix: &str) -> String {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let name = api
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating a namespace {prefix}-*: {e}"))
+        .name_any();
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &name);
+    testenv::wait_for(60, "the namespace's default ServiceAccount", || async {
+        accounts.get_opt("default").await.ok()?.map(drop)
+    })
+    .await;
+    name
 }
 
 /// How many stores PD reports Up (at `version`, when given); `None` when PD cannot answer.
@@ -217,50 +634,6 @@ pub fn pod_change(
 /// The pod runs, is Ready and is not terminating.
 pub fn pod_serving(p: &k8s_openapi::api::core::v1::Pod) -> bool {
     p.metadata.deletion_timestamp.is_none() && instance_controller::status::pod_ready(Some(p))
-}
-
-/// The controllers' logs go to the test's captured output, which the harness prints only for a
-/// failed test: what the operator did next to what the test saw. `E2E_LOG` overrides the filter.
-fn init_logging() {
-    let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| {
-        "warn,operator_runtime=info,cluster_controller=info,group_controller=info,instance_controller=info".into()
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_test_writer()
-        .with_ansi(false)
-        .try_init();
-}
-
-/// The three controllers, in-process, scoped to `ns`; the instance controller reports into
-/// `instance_metrics`.
-fn spawn_controllers(
-    client: &Client,
-    ns: &str,
-    instance_metrics: &operator_runtime::metrics::Metrics,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let metrics = operator_runtime::metrics::Metrics::new;
-    let scope = Some(ns.to_string());
-    vec![
-        tokio::spawn(cluster_controller::run(
-            client.clone(),
-            metrics(),
-            4,
-            scope.clone(),
-        )),
-        tokio::spawn(group_controller::run(
-            client.clone(),
-            metrics(),
-            4,
-            scope.clone(),
-        )),
-        tokio::spawn(instance_controller::run(
-            client.clone(),
-            instance_metrics.clone(),
-            4,
-            scope,
-        )),
-    ]
 }
 
 /// TiKV timers for scenarios: region heartbeats every 5 s instead of TiKV's 1 min, so that PD

@@ -14,8 +14,11 @@ pub const PD_DATA_DIR: &str = "/var/lib/pd";
 /// Default data directory of TiKV.
 pub const TIKV_DATA_DIR: &str = "/var/lib/tikv";
 
-/// Program and flags of a PD member. Members listed in `initialMembers` bootstrap together with
-/// `--initial-cluster`; others `--join` the running cluster through the PD client Service.
+/// Program and flags of a PD member. It listens on every address of its pod (the pod's own
+/// network namespace), so probes, Services and `kubectl port-forward` (which dials localhost in
+/// the pod) all reach it; it advertises its stable DNS name. Members listed in `initialMembers`
+/// bootstrap together with `--initial-cluster`; others `--join` the running cluster through the
+/// PD client Service.
 /// PD ignores both once its data directory has a member (a restart never re-bootstraps).
 pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> Vec<String> {
     let ports = &pd.spec.template.server.ports;
@@ -25,12 +28,12 @@ pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> V
         "/pd-server".to_string(),
         format!("--name={name}"),
         format!("--data-dir={data_dir}"),
-        format!("--client-urls=http://$(POD_IP):{}", ports.client.port),
+        format!("--client-urls=http://0.0.0.0:{}", ports.client.port),
         format!(
             "--advertise-client-urls=http://{host}:{}",
             ports.client.port
         ),
-        format!("--peer-urls=http://$(POD_IP):{}", ports.peer.port),
+        format!("--peer-urls=http://0.0.0.0:{}", ports.peer.port),
         format!("--advertise-peer-urls=http://{host}:{}", ports.peer.port),
         format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
     ];
@@ -54,16 +57,17 @@ pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> V
     args
 }
 
-/// Program and flags of a TiKV store.
+/// Program and flags of a TiKV store: listening on every address of its pod, advertising its
+/// stable DNS name.
 pub fn tikv_command(tikv: &TiKV, namespace: &str, data_dir: &str, pd_url: &str) -> Vec<String> {
     let ports = &tikv.spec.template.server.ports;
     let host = fqdn(&tikv.name_any(), &tikv.spec.subdomain, namespace);
     let mut args = vec![
         "/tikv-server".to_string(),
         format!("--pd={pd_url}"),
-        format!("--addr=$(POD_IP):{}", ports.client.port),
+        format!("--addr=0.0.0.0:{}", ports.client.port),
         format!("--advertise-addr={host}:{}", ports.client.port),
-        format!("--status-addr=$(POD_IP):{}", ports.status.port),
+        format!("--status-addr=0.0.0.0:{}", ports.status.port),
         format!("--advertise-status-addr={host}:{}", ports.status.port),
         format!("--data-dir={data_dir}"),
         format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
@@ -199,7 +203,7 @@ spec:
         );
         assert!(args.contains(&"--initial-cluster=basic-pd-abc=http://basic-pd-abc.basic-pd-peer.ns.svc:2380,basic-pd-def=http://basic-pd-def.basic-pd-peer.ns.svc:2380".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--join")));
-        assert!(args.contains(&"--client-urls=http://$(POD_IP):2379".to_string()));
+        assert!(args.contains(&"--client-urls=http://0.0.0.0:2379".to_string()));
         assert!(args.contains(
             &"--advertise-client-urls=http://basic-pd-abc.basic-pd-peer.ns.svc:2379".to_string()
         ));

@@ -150,7 +150,7 @@ async fn pods_can_be_created_read_and_watched() {
     }
 
     // A bound pod's graceful deletion waits for its kubelet, which does not exist here: delete
-    // with grace period 0 (what the node agent does once the process is gone).
+    // with grace period 0 (what a kubelet does once the containers are gone).
     pods.delete(
         "p",
         &DeleteParams {
