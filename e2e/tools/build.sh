@@ -3,7 +3,7 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm ...]     (default: all)
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|kvclient ...]     (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
 # fresh clones (CI) reuse it. Go's module and build caches are the usual ones and are reused too.
@@ -22,11 +22,13 @@ ETCD_VERSION=3.6.4
 # version pinned by the 8.x release branches of pingcap/tiflow.
 PD_VERSION=8.1.0-alpha
 
-# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum and the build
-# arguments with their versions), so a changed module or version rebuilds and nothing else does.
+# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum, the module's own
+# Go sources if it has any, and the build arguments with their versions), so a changed module or
+# version rebuilds and nothing else does.
 stamp() {
   local name="$1"; shift
-  { cat "$here/$name/go.mod" "$here/$name/go.sum"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+  { cat "$here/$name/go.mod" "$here/$name/go.sum"; cat "$here/$name"/*.go 2>/dev/null || true
+    printf '%s\n' "$@"; } | sha256sum | cut -c1-16
 }
 
 need_go() {
@@ -95,15 +97,21 @@ build_helm() {
   build helm helm -- -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.0" -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
 }
 
+build_kvclient() {
+  # Our RawKV client program on the official Go client (tests and benchmarks of the store).
+  build kvclient kvclient -- -ldflags "-s -w" -o "$bin_dir/kvclient" .
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kvclient)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
     k8s) build_k8s ;;
     pd) build_pd ;;
     helm) build_helm ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd or helm)" >&2; exit 2 ;;
+    kvclient) build_kvclient ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm or kvclient)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"
