@@ -250,8 +250,11 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
         .set_service_status("", ServingStatus::NotServing)
         .await;
     let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = grpc.await {
-        tracing::warn!(error = %e, "gRPC server ended with an error");
+    // Streams from clients and other stores stay open: give them a moment, then close.
+    match tokio::time::timeout(Duration::from_millis(500), grpc).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::debug!("closing the remaining gRPC connections"),
     }
     raftstore.send_blocking(Msg::Stop);
     let stopped = tokio::task::spawn_blocking(move || thread.join()).await;
