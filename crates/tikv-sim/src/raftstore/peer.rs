@@ -87,7 +87,7 @@ pub struct Peer {
     pub initialized: bool,
     proposals: VecDeque<Proposal>,
     reads_new: Vec<Read>,
-    reads_waiting: VecDeque<(u64, Vec<Read>)>,
+    reads_waiting: VecDeque<(u64, Instant, Vec<Read>)>,
     reads_ready: VecDeque<(u64, Vec<Read>)>,
     was_leader: bool,
     /// When each other peer was last heard from (leader's view: down peers).
@@ -276,15 +276,32 @@ impl Peer {
         self.reads_new.push(Read { op, version, reply });
     }
 
-    /// Asks raft for one read index covering the reads queued since the last call.
-    pub fn start_reads(&mut self, ctx: u64) -> bool {
-        if self.reads_new.is_empty() {
+    /// Asks raft for one read index covering the reads queued since the last call. raft-rs
+    /// drops a read index request (silently) until the leader has committed an entry of its
+    /// term, and a confirmation can be lost with a message: such reads wait here and are asked
+    /// for again after `retry`.
+    pub fn start_reads(&mut self, ctx: u64, now: Instant, retry: Duration) -> bool {
+        if self
+            .reads_waiting
+            .front()
+            .is_some_and(|w| now.duration_since(w.1) >= retry)
+        {
+            let stuck: Vec<Read> = self.reads_waiting.drain(..).flat_map(|w| w.2).collect();
+            self.reads_new.extend(stuck);
+        }
+        if self.reads_new.is_empty() || !self.is_leader() || !self.raw.raft.commit_to_current_term()
+        {
             return false;
         }
         let reads = std::mem::take(&mut self.reads_new);
         self.raw.read_index(ctx.to_be_bytes().to_vec());
-        self.reads_waiting.push_back((ctx, reads));
+        self.reads_waiting.push_back((ctx, now, reads));
         true
+    }
+
+    /// Whether reads wait for a read index to be asked for.
+    pub fn has_reads(&self) -> bool {
+        !self.reads_new.is_empty() || !self.reads_waiting.is_empty()
     }
 
     /// raft confirmed leadership for the reads of `ctx` as of commit `index`.
@@ -292,9 +309,9 @@ impl Peer {
         let Ok(ctx) = <[u8; 8]>::try_from(ctx).map(u64::from_be_bytes) else {
             return;
         };
-        if let Some(pos) = self.reads_waiting.iter().position(|(c, _)| *c == ctx) {
+        if let Some(pos) = self.reads_waiting.iter().position(|w| w.0 == ctx) {
             // Earlier contexts were confirmed by the same round (raft answers in order).
-            for (_, reads) in self.reads_waiting.drain(..=pos) {
+            for (_, _, reads) in self.reads_waiting.drain(..=pos) {
                 self.reads_ready.push_back((index, reads));
             }
         }
@@ -379,7 +396,7 @@ impl Peer {
         let reads = self
             .reads_new
             .drain(..)
-            .chain(self.reads_waiting.drain(..).flat_map(|(_, r)| r))
+            .chain(self.reads_waiting.drain(..).flat_map(|w| w.2))
             .chain(self.reads_ready.drain(..).flat_map(|(_, r)| r));
         for r in reads {
             let _ = r.reply.send(Err(err()));
@@ -398,7 +415,7 @@ impl Peer {
             let region_id = self.region_id();
             let hint = self.leader();
             let mut pending = std::mem::take(&mut self.reads_new);
-            pending.extend(self.reads_waiting.drain(..).flat_map(|(_, r)| r));
+            pending.extend(self.reads_waiting.drain(..).flat_map(|w| w.2));
             pending.extend(self.reads_ready.drain(..).flat_map(|(_, r)| r));
             for r in pending {
                 let _ = r.reply.send(Err(region::not_leader(region_id, hint)));

@@ -670,12 +670,12 @@ impl Store {
     }
 
     fn start_reads(&mut self) {
-        for id in self.touched.iter() {
-            if let Some(p) = self.peers.get_mut(id) {
+        let now = Instant::now();
+        let retry = self.cfg.timing.election_timeout;
+        for (id, p) in &mut self.peers {
+            if p.has_reads() && p.start_reads(self.read_ctx + 1, now, retry) {
                 self.read_ctx += 1;
-                if !p.start_reads(self.read_ctx) {
-                    self.read_ctx -= 1;
-                }
+                self.touched.insert(*id);
             }
         }
     }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use pdclient::{PdClient, StoreInfo, StoreStateName};
 use testenv::pd::{PdCluster, PdOptions, StoreOptions};
 
+pub mod kvclient;
+
 /// The tikv-sim binary cargo built for these tests.
 pub fn sim_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tikv-sim"))
@@ -24,6 +26,15 @@ pub fn store_options() -> StoreOptions {
 
 /// Starts PD with `members` members and `stores` stores, labelled zone z<i>.
 pub async fn start(members: usize, stores: usize) -> (PdCluster, PdClient) {
+    start_with(members, stores, store_options()).await
+}
+
+/// [`start`] with these store options.
+pub async fn start_with(
+    members: usize,
+    stores: usize,
+    options: StoreOptions,
+) -> (PdCluster, PdClient) {
     let began = Instant::now();
     let mut pd = PdCluster::start(PdOptions {
         members,
@@ -32,7 +43,7 @@ pub async fn start(members: usize, stores: usize) -> (PdCluster, PdClient) {
     .await
     .expect("PD starts");
     for i in 0..stores {
-        let mut opts = store_options();
+        let mut opts = options.clone();
         opts.labels.insert("zone".into(), format!("z{i}"));
         pd.start_store(opts).await.expect("store starts");
     }
