@@ -4,7 +4,8 @@
 use pdclient::proto::pdpb;
 use tokio::sync::oneshot;
 
-use crate::proto::{errorpb, kvrpcpb};
+use crate::proto::kvrpcpb;
+use crate::raftstore::region::RegionError;
 
 /// A write to the key-value data.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -134,7 +135,7 @@ pub enum Output {
 }
 
 /// A request's answer: TiKV's region error, or the result.
-pub type KvResult = Result<Output, errorpb::Error>;
+pub type KvResult = Result<Output, RegionError>;
 
 /// A client request for the raftstore.
 #[derive(Debug)]

@@ -15,11 +15,10 @@ use raft::{ProgressState, RawNode, ReadOnlyOption, StateRole};
 
 use crate::config::Timing;
 use crate::engine::kv::Kv;
-use crate::proto::errorpb;
 use crate::raftstore::cmd::{
     ConfChangeCtx, KvResult, OpKind, Output, RaftCmd, ReadOp, SplitCmd, WriteOp,
 };
-use crate::raftstore::region;
+use crate::raftstore::region::{self, RegionError};
 use crate::raftstore::storage::PeerStorage;
 
 /// Largest entry a client write may make (TiKV's raft-entry-max-size default).
@@ -205,7 +204,7 @@ impl Peer {
     }
 
     /// The region error for a request that only a leader may serve, if this is not one.
-    pub fn not_leader(&self) -> Option<errorpb::Error> {
+    pub fn not_leader(&self) -> Option<RegionError> {
         (!self.is_leader()).then(|| region::not_leader(self.region_id(), self.leader()))
     }
 
@@ -389,7 +388,7 @@ impl Peer {
     }
 
     /// Answers everything pending with `err` (leadership lost, replica destroyed).
-    pub fn fail_pending(&mut self, err: impl Fn() -> errorpb::Error) {
+    pub fn fail_pending(&mut self, err: impl Fn() -> RegionError) {
         for p in self.proposals.drain(..) {
             let _ = p.reply.send(Err(err()));
         }

@@ -295,14 +295,15 @@ pub fn conf_state(region: &metapb::Region) -> ConfState {
 pub fn raft_conf_change(changes: &[pdpb::ChangePeer]) -> ConfChangeV2 {
     let mut cc = ConfChangeV2::default();
     for c in changes {
-        let mut single = ConfChangeSingle::default();
-        single.node_id = c.peer.map(|p| p.id).unwrap_or_default();
-        single.change_type = match c.change_type() {
-            ConfChangeType::AddNode => RaftChange::AddNode,
-            ConfChangeType::RemoveNode => RaftChange::RemoveNode,
-            ConfChangeType::AddLearnerNode => RaftChange::AddLearnerNode,
-        };
-        cc.changes.push(single);
+        cc.changes.push(ConfChangeSingle {
+            node_id: c.peer.map(|p| p.id).unwrap_or_default(),
+            change_type: match c.change_type() {
+                ConfChangeType::AddNode => RaftChange::AddNode,
+                ConfChangeType::RemoveNode => RaftChange::RemoveNode,
+                ConfChangeType::AddLearnerNode => RaftChange::AddLearnerNode,
+            },
+            ..Default::default()
+        });
     }
     if changes.len() > 1 {
         cc.transition = ConfChangeTransition::Explicit;
@@ -312,18 +313,21 @@ pub fn raft_conf_change(changes: &[pdpb::ChangePeer]) -> ConfChangeV2 {
 
 // ---- TiKV's region errors ----------------------------------------------------------------------
 
+/// A region error as returned to clients (boxed: the message is large and errors are rare).
+pub type RegionError = Box<errorpb::Error>;
+
 /// `NotLeader`, with the leader if this store knows it.
-pub fn not_leader(region_id: u64, leader: Option<metapb::Peer>) -> errorpb::Error {
-    errorpb::Error {
+pub fn not_leader(region_id: u64, leader: Option<metapb::Peer>) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("peer is not leader for region {region_id}"),
         not_leader: Some(errorpb::NotLeader { region_id, leader }),
         ..Default::default()
-    }
+    })
 }
 
 /// `StoreNotMatch`: the request was meant for another store.
-pub fn store_not_match(request_store_id: u64, actual_store_id: u64) -> errorpb::Error {
-    errorpb::Error {
+pub fn store_not_match(request_store_id: u64, actual_store_id: u64) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!(
             "store not match: request for store {request_store_id}, this is store {actual_store_id}"
         ),
@@ -332,21 +336,21 @@ pub fn store_not_match(request_store_id: u64, actual_store_id: u64) -> errorpb::
             actual_store_id,
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// `RegionNotFound`.
-pub fn region_not_found(region_id: u64) -> errorpb::Error {
-    errorpb::Error {
+pub fn region_not_found(region_id: u64) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("region {region_id} not found"),
         region_not_found: Some(errorpb::RegionNotFound { region_id }),
         ..Default::default()
-    }
+    })
 }
 
 /// `KeyNotInRegion`.
-pub fn key_not_in_region(key: &[u8], region: &metapb::Region) -> errorpb::Error {
-    errorpb::Error {
+pub fn key_not_in_region(key: &[u8], region: &metapb::Region) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("key is not in region {}", region.id),
         key_not_in_region: Some(errorpb::KeyNotInRegion {
             key: key.to_vec(),
@@ -355,57 +359,57 @@ pub fn key_not_in_region(key: &[u8], region: &metapb::Region) -> errorpb::Error 
             end_key: region.end_key.clone(),
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// `EpochNotMatch` with the regions as they are now.
-pub fn epoch_not_match(current_regions: Vec<metapb::Region>) -> errorpb::Error {
-    errorpb::Error {
+pub fn epoch_not_match(current_regions: Vec<metapb::Region>) -> RegionError {
+    Box::new(errorpb::Error {
         message: "epoch not match".into(),
         epoch_not_match: Some(errorpb::EpochNotMatch { current_regions }),
         ..Default::default()
-    }
+    })
 }
 
 /// `StaleCommand`: the command's outcome is unknown (leadership changed while it was pending).
-pub fn stale_command() -> errorpb::Error {
-    errorpb::Error {
+pub fn stale_command() -> RegionError {
+    Box::new(errorpb::Error {
         message: "stale command".into(),
         stale_command: Some(errorpb::StaleCommand {}),
         ..Default::default()
-    }
+    })
 }
 
 /// `ServerIsBusy`.
-pub fn server_is_busy(reason: &str) -> errorpb::Error {
-    errorpb::Error {
+pub fn server_is_busy(reason: &str) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("server is busy: {reason}"),
         server_is_busy: Some(errorpb::ServerIsBusy {
             reason: reason.to_string(),
             backoff_ms: 0,
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// `RaftEntryTooLarge`.
-pub fn entry_too_large(region_id: u64, entry_size: u64) -> errorpb::Error {
-    errorpb::Error {
+pub fn entry_too_large(region_id: u64, entry_size: u64) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("raft entry of {entry_size} bytes is too large"),
         raft_entry_too_large: Some(errorpb::RaftEntryTooLarge {
             region_id,
             entry_size,
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// The peer ID in the request is not this store's peer of the region.
-pub fn mismatch_peer_id(request: u64, actual: u64) -> errorpb::Error {
-    errorpb::Error {
+pub fn mismatch_peer_id(request: u64, actual: u64) -> RegionError {
+    Box::new(errorpb::Error {
         message: format!("mismatch peer id {request} != {actual}"),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]

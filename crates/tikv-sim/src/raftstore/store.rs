@@ -25,11 +25,10 @@ use crate::config::{SplitConfig, Timing};
 use crate::engine::checkpoint::{self, CheckpointError, Meta, Tombstone};
 use crate::engine::kv::Kv;
 use crate::engine::raftlog::{Batch, RaftLog, RaftLogError};
-use crate::proto::errorpb;
 use crate::proto::raft_serverpb::RaftMessage;
 use crate::raftstore::cmd::{KvRequest, KvResult, Op, ReadOp};
 use crate::raftstore::peer::{Applied, Peer};
-use crate::raftstore::region;
+use crate::raftstore::region::{self, RegionError};
 use crate::raftstore::storage::PeerStorage;
 
 /// Raft index and term a region created by a split starts at (TiKV's RAFT_INIT_LOG_INDEX/TERM).
@@ -331,10 +330,11 @@ struct Store {
 }
 
 fn hard_state(term: u64, commit: u64) -> HardState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.commit = commit;
-    hs
+    HardState {
+        term,
+        commit,
+        ..Default::default()
+    }
 }
 
 /// TiKV creates a replica for an unknown region only from a message a leader or candidate
@@ -577,7 +577,7 @@ impl Store {
     // ---- client requests --------------------------------------------------------------------
 
     /// TiKV's checks, in TiKV's order.
-    fn check(&self, req: &KvRequest) -> Result<u64, errorpb::Error> {
+    fn check(&self, req: &KvRequest) -> Result<u64, RegionError> {
         let ctx = &req.ctx;
         if let Some(p) = &ctx.peer
             && p.store_id != 0

@@ -187,7 +187,7 @@ impl Answer {
                 output: Some(output),
             },
             Ok(Err(region_error)) => Answer {
-                region_error: Some(region_error),
+                region_error: Some(*region_error),
                 error: String::new(),
                 output: None,
             },

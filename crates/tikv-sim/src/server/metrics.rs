@@ -19,13 +19,16 @@ struct Histogram {
     sum: f64,
 }
 
+#[derive(Default)]
+struct ByType {
+    durations: BTreeMap<&'static str, Histogram>,
+    failures: BTreeMap<&'static str, u64>,
+}
+
 /// Per request type: durations and failures.
 #[derive(Default)]
 pub struct GrpcMetrics {
-    inner: Mutex<(
-        BTreeMap<&'static str, Histogram>,
-        BTreeMap<&'static str, u64>,
-    )>,
+    inner: Mutex<ByType>,
 }
 
 impl GrpcMetrics {
@@ -33,7 +36,7 @@ impl GrpcMetrics {
     pub fn observe(&self, ty: &'static str, took: Duration, failed: bool) {
         let secs = took.as_secs_f64();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let h = inner.0.entry(ty).or_default();
+        let h = inner.durations.entry(ty).or_default();
         h.count += 1;
         h.sum += secs;
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -42,7 +45,7 @@ impl GrpcMetrics {
             }
         }
         if failed {
-            *inner.1.entry(ty).or_default() += 1;
+            *inner.failures.entry(ty).or_default() += 1;
         }
     }
 
@@ -53,7 +56,7 @@ impl GrpcMetrics {
             "# HELP tikv_grpc_msg_duration_seconds Bucketed histogram of grpc server messages\n",
         );
         out.push_str("# TYPE tikv_grpc_msg_duration_seconds histogram\n");
-        for (ty, h) in &inner.0 {
+        for (ty, h) in &inner.durations {
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -81,7 +84,7 @@ impl GrpcMetrics {
             "# HELP tikv_grpc_msg_fail_total Total number of handle grpc message failure\n",
         );
         out.push_str("# TYPE tikv_grpc_msg_fail_total counter\n");
-        for (ty, n) in &inner.1 {
+        for (ty, n) in &inner.failures {
             let _ = writeln!(out, "tikv_grpc_msg_fail_total{{type=\"{ty}\"}} {n}");
         }
     }
