@@ -460,6 +460,22 @@ fn ctx(r: &Replica, store_id: u64) -> Context {
     }
 }
 
+/// The region error a RawGet gets.
+async fn get_error(
+    kv: &mut TikvClient<Channel>,
+    c: Context,
+    key: Vec<u8>,
+) -> tikv_sim::proto::errorpb::Error {
+    let req = kvrpcpb::RawGetRequest {
+        context: Some(c),
+        key,
+        cf: String::new(),
+    };
+    let resp = kv.raw_get(req).await.expect("RawGet").into_inner();
+    resp.region_error
+        .unwrap_or_else(|| panic!("a region error, got {resp:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_tikv_errors() {
     let (pd, client) = start_with(1, 3, data_options()).await;
@@ -505,26 +521,14 @@ async fn bad_requests_get_tikv_errors() {
     // StoreNotMatch.
     let mut c = ctx(led, me);
     c.peer.as_mut().unwrap().store_id = 999_999;
-    let e = kv
-        .raw_get(get(c, key.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .region_error
-        .expect("error");
+    let e = get_error(&mut kv, c, key.clone()).await;
     let snm = e.store_not_match.expect("StoreNotMatch");
     assert_eq!((snm.request_store_id, snm.actual_store_id), (999_999, me));
 
     // RegionNotFound.
     let mut c = ctx(led, me);
     c.region_id = 999_999;
-    let e = kv
-        .raw_get(get(c, key.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .region_error
-        .expect("error");
+    let e = get_error(&mut kv, c, key.clone()).await;
     assert_eq!(
         e.region_not_found.expect("RegionNotFound").region_id,
         999_999
@@ -533,26 +537,14 @@ async fn bad_requests_get_tikv_errors() {
     // EpochNotMatch (a stale version), with the region as it is.
     let mut c = ctx(led, me);
     c.region_epoch.as_mut().unwrap().version -= 1;
-    let e = kv
-        .raw_get(get(c, key.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .region_error
-        .expect("error");
+    let e = get_error(&mut kv, c, key.clone()).await;
     let current = e.epoch_not_match.expect("EpochNotMatch").current_regions;
     assert_eq!(current.first().map(|r| r.id), Some(led.id));
 
     // KeyNotInRegion.
     let mut outside = key.clone();
     outside.pop();
-    let e = kv
-        .raw_get(get(ctx(led, me), outside.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .region_error
-        .expect("error");
+    let e = get_error(&mut kv, ctx(led, me), outside.clone()).await;
     let kn = e.key_not_in_region.expect("KeyNotInRegion");
     assert_eq!((kn.key, kn.region_id), (outside, led.id));
 
@@ -561,13 +553,7 @@ async fn bad_requests_get_tikv_errors() {
         .iter()
         .find(|r| r.role == "follower" && r.leader_peer_id != 0)
         .expect("store 0 follows somewhere");
-    let e = kv
-        .raw_get(get(ctx(follower, me), unhex(&follower.start_key)))
-        .await
-        .unwrap()
-        .into_inner()
-        .region_error
-        .expect("error");
+    let e = get_error(&mut kv, ctx(follower, me), unhex(&follower.start_key)).await;
     let nl = e.not_leader.expect("NotLeader");
     let leader = nl.leader.expect("leader hint");
     assert_eq!(leader.id, follower.leader_peer_id);
@@ -577,6 +563,12 @@ async fn bad_requests_get_tikv_errors() {
             .iter()
             .any(|p| p.0 == leader.id && p.1 == leader.store_id)
     );
+
+    // StaleCommand: the client's term is far behind the region's (split regions start at 5).
+    let mut c = ctx(led, me);
+    c.term = 1;
+    let e = get_error(&mut kv, c, key.clone()).await;
+    assert!(e.stale_command.is_some(), "StaleCommand: {e:?}");
 
     // A request for another cluster: INVALID_ARGUMENT.
     let mut c = ctx(led, me);

@@ -1255,8 +1255,10 @@ impl Store {
             .apply_snapshot(snap.get_metadata(), region);
         p.initialized = true;
         p.size_dirty = true;
-        // The old log is superseded; the hard state follows in the same batch.
+        // The old log is superseded; the hard state (with the vote) is written again after the
+        // clean, and a newer one from this ready, if any, after that.
         batch.clean(region_id);
+        batch.hard_state(region_id, &p.raw.store().hard_state)?;
         self.need_checkpoint = true;
         Ok(())
     }
