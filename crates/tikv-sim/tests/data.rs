@@ -472,8 +472,10 @@ async fn get_error(
         cf: String::new(),
     };
     let resp = kv.raw_get(req).await.expect("RawGet").into_inner();
-    resp.region_error
-        .unwrap_or_else(|| panic!("a region error, got {resp:?}"))
+    match resp.region_error {
+        Some(e) => e,
+        None => panic!("a region error, got {resp:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
