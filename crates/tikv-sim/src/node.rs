@@ -564,11 +564,14 @@ async fn settle_bootstrap(
 
 // ---- PD -------------------------------------------------------------------------------------
 
-/// Splits the bootstrap region into the initial regions once PD knows it.
+/// Splits the bootstrap region into the initial regions once PD knows it (asking again every
+/// second: PD refuses to split a region it has not heard of yet).
 async fn initial_split(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let keys = initial_split_keys(shared.cfg.initial_regions);
+    let started = Instant::now();
     loop {
-        if shared.raftstore.view().regions > 1 {
+        let done = shared.raftstore.view().regions >= shared.cfg.initial_regions as usize;
+        if done || started.elapsed() > STARTUP_DEADLINE {
             return;
         }
         shared.raftstore.send(Msg::InitialSplit(keys.clone()));

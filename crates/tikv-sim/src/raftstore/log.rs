@@ -21,20 +21,32 @@ impl Drain for ToTracing {
     type Err = Never;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), Never> {
+        let level = match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::Level::ERROR,
+            slog::Level::Warning => tracing::Level::INFO,
+            slog::Level::Info => tracing::Level::DEBUG,
+            slog::Level::Debug | slog::Level::Trace => tracing::Level::TRACE,
+        };
+        // raft-rs logs a lot at debug: format only what will be written.
+        let enabled = match level {
+            tracing::Level::ERROR => tracing::enabled!(target: "raft", tracing::Level::ERROR),
+            tracing::Level::INFO => tracing::enabled!(target: "raft", tracing::Level::INFO),
+            tracing::Level::DEBUG => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
+            _ => tracing::enabled!(target: "raft", tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
         let mut fields = Fields(String::new());
         let _ = record.kv().serialize(record, &mut fields);
         let _ = values.serialize(record, &mut fields);
         let msg = record.msg();
         let fields = fields.0;
-        match record.level() {
-            slog::Level::Critical | slog::Level::Error => {
-                tracing::error!(target: "raft", "{msg}{fields}")
-            }
-            slog::Level::Warning => tracing::info!(target: "raft", "{msg}{fields}"),
-            slog::Level::Info => tracing::debug!(target: "raft", "{msg}{fields}"),
-            slog::Level::Debug | slog::Level::Trace => {
-                tracing::trace!(target: "raft", "{msg}{fields}")
-            }
+        match level {
+            tracing::Level::ERROR => tracing::error!(target: "raft", "{msg}{fields}"),
+            tracing::Level::INFO => tracing::info!(target: "raft", "{msg}{fields}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "raft", "{msg}{fields}"),
+            _ => tracing::trace!(target: "raft", "{msg}{fields}"),
         }
         Ok(())
     }

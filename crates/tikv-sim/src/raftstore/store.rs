@@ -71,6 +71,8 @@ pub enum RaftstoreError {
 pub enum Msg {
     /// A raft message from another store (with a snapshot's data, if it carries one).
     Raft(RaftMessage, Option<Vec<u8>>),
+    /// Raft messages from another store's BatchRaft stream.
+    RaftBatch(Vec<RaftMessage>),
     /// A client request.
     Kv(KvRequest),
     /// PD's answer on the region heartbeat stream.
@@ -110,6 +112,8 @@ pub enum Msg {
     InitialSplit(Vec<Vec<u8>>),
     /// SIGTERM: hand every leader to a caught-up follower and accept no new leaderships.
     HandOffLeaders,
+    /// Every replica, for `/sim/regions`.
+    Summary(tokio::sync::oneshot::Sender<Vec<RegionSummary>>),
     /// Checkpoint and stop.
     Stop,
 }
@@ -185,8 +189,6 @@ pub struct View {
     pub keys: u64,
     /// Bytes of keys and values on the store.
     pub bytes: u64,
-    /// Every replica (refreshed every tick).
-    pub summary: Vec<RegionSummary>,
 }
 
 /// How the raftstore is reached.
@@ -248,8 +250,8 @@ pub struct StoreConfig {
 
 /// Senders to the tokio side.
 pub struct Channels {
-    /// Raft messages to other stores.
-    pub raft: UnboundedSender<Outbound>,
+    /// Raft messages to other stores, a round's worth at a time.
+    pub raft: UnboundedSender<Vec<Outbound>>,
     /// Work for the PD tasks.
     pub pd: UnboundedSender<PdTask>,
 }
@@ -316,6 +318,8 @@ struct Store {
     /// Which store each known peer lives on.
     peer_stores: HashMap<u64, u64>,
     touched: HashSet<u64>,
+    /// Messages of this round, handed to the transport together (one wake-up per round).
+    outbox: Vec<Outbound>,
     need_checkpoint: bool,
     pending_clean: Vec<u64>,
     applied_since_checkpoint: (u64, u64),
@@ -375,6 +379,7 @@ impl Store {
                 .collect(),
             peer_stores: HashMap::new(),
             touched: HashSet::new(),
+            outbox: Vec::new(),
             need_checkpoint: false,
             pending_clean: Vec::new(),
             applied_since_checkpoint: (0, 0),
@@ -416,7 +421,7 @@ impl Store {
             keys = store.kv.borrow().len(),
             "raftstore loaded"
         );
-        store.publish(true);
+        store.publish();
         Ok(store)
     }
 
@@ -484,9 +489,12 @@ impl Store {
             }
             self.start_reads();
             self.round()?;
+            if !self.outbox.is_empty() {
+                let _ = self.ch.raft.send(std::mem::take(&mut self.outbox));
+            }
             self.report(now, ticked);
             self.maybe_checkpoint(now)?;
-            self.publish(ticked);
+            self.publish();
             if self.stop {
                 break;
             }
@@ -500,6 +508,11 @@ impl Store {
         let now = Instant::now();
         match msg {
             Msg::Raft(m, data) => self.on_raft(m, data, now),
+            Msg::RaftBatch(msgs) => {
+                for m in msgs {
+                    self.on_raft(m, None, now);
+                }
+            }
             Msg::Kv(req) => self.on_kv(req),
             Msg::Pd(resp) => self.on_pd(resp, now),
             Msg::SplitIds {
@@ -548,29 +561,39 @@ impl Store {
                 }
             }
             Msg::ReportAll => self.report_all = true,
-            Msg::InitialSplit(keys) => {
-                let now = Instant::now();
-                let only = (self.peers.len() == 1)
-                    .then(|| self.peers.values_mut().next())
-                    .flatten()
-                    .filter(|p| {
-                        p.is_leader()
-                            && p.region().start_key.is_empty()
-                            && p.region().end_key.is_empty()
-                    });
-                if let Some(p) = only
-                    && p.split_asked
-                        .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(900))
-                {
-                    p.split_asked = Some(now);
-                    let _ = self.ch.pd.send(PdTask::AskSplit {
-                        region: p.region().clone(),
-                        keys,
-                    });
-                }
-            }
+            Msg::InitialSplit(keys) => self.initial_split(keys, now),
             Msg::HandOffLeaders => self.handing_off = true,
+            Msg::Summary(reply) => {
+                let mut summary: Vec<RegionSummary> = self.peers.values().map(summarize).collect();
+                summary.sort_by_key(|s| s.id);
+                let _ = reply.send(summary);
+            }
             Msg::Stop => self.stop = true,
+        }
+    }
+
+    /// Splits the region that holds all of the bootstrap split keys (PD may already have cut
+    /// the key space at its keyspace boundaries), if this store leads it.
+    fn initial_split(&mut self, keys: Vec<Vec<u8>>, now: Instant) {
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+            return;
+        };
+        let holder = self.peers.values_mut().find(|p| {
+            p.initialized
+                && p.is_leader()
+                && region::contains(p.region(), first)
+                && region::contains(p.region(), last)
+                && p.region().start_key != *first
+        });
+        if let Some(p) = holder
+            && p.split_asked
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(900))
+        {
+            p.split_asked = Some(now);
+            let _ = self.ch.pd.send(PdTask::AskSplit {
+                region: p.region().clone(),
+                keys,
+            });
         }
     }
 
@@ -759,7 +782,7 @@ impl Store {
                 start_key: Vec::new(),
                 end_key: Vec::new(),
             };
-            let _ = self.ch.raft.send(Outbound {
+            self.outbox.push(Outbound {
                 to_store: from.store_id,
                 msg: gc,
                 snapshot: None,
@@ -1301,7 +1324,7 @@ impl Store {
                 start_key: r.start_key.clone(),
                 end_key: r.end_key.clone(),
             };
-            let _ = self.ch.raft.send(Outbound {
+            self.outbox.push(Outbound {
                 to_store: to.store_id,
                 msg,
                 snapshot,
@@ -1387,18 +1410,13 @@ impl Store {
         Ok(())
     }
 
-    fn publish(&mut self, full: bool) {
+    fn publish(&mut self) {
         let kv = self.kv.borrow();
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         view.leaders = self.peers.values().filter(|p| p.is_leader()).count();
         view.regions = self.peers.values().filter(|p| p.initialized).count();
         view.keys = kv.len() as u64;
         view.bytes = kv.bytes();
-        if full {
-            let mut summary: Vec<RegionSummary> = self.peers.values().map(summarize).collect();
-            summary.sort_by_key(|s| s.id);
-            view.summary = summary;
-        }
     }
 }
 

@@ -436,9 +436,8 @@ impl Tikv for KvService {
     ) -> Result<Response<Done>, Status> {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
-            for msg in batch.msgs {
-                self.forward_raft(msg);
-            }
+            // One inbox message per batch: the raftstore wakes once for all of them.
+            self.inner.store.send(Msg::RaftBatch(batch.msgs));
         }
         Ok(Response::new(Done {}))
     }

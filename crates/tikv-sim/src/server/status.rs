@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::raftstore::store::{Handle, View};
+use crate::raftstore::store::{Handle, Msg, View};
 use crate::server::metrics::{GrpcMetrics, cpu_seconds, resident_memory_bytes};
 
 /// What `/metrics` reports besides the raftstore's view.
@@ -122,7 +122,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let (info, store) = (info.clone(), store.clone());
-                async move { Ok::<_, Infallible>(handle(&info, &store, req)) }
+                async move { Ok::<_, Infallible>(handle(&info, &store, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -148,7 +148,11 @@ fn respond(
     resp
 }
 
-fn handle(info: &StatusInfo, store: &Handle, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    info: &StatusInfo,
+    store: &Handle,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
@@ -159,14 +163,28 @@ fn handle(info: &StatusInfo, store: &Handle, req: Request<Incoming>) -> Response
             "text/plain; version=0.0.4",
             metrics_text(info, &store.view()),
         ),
-        "/sim/regions" => match serde_json::to_vec_pretty(&store.view().summary) {
-            Ok(body) => respond(StatusCode::OK, "application/json", body),
-            Err(e) => respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                e.to_string(),
-            ),
-        },
+        "/sim/regions" => {
+            // Built on request by the raftstore (it owns the replicas).
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let summary = if store.send(Msg::Summary(tx)) {
+                rx.await.ok()
+            } else {
+                None
+            };
+            match summary.map(|s| serde_json::to_vec_pretty(&s)) {
+                Some(Ok(body)) => respond(StatusCode::OK, "application/json", body),
+                Some(Err(e)) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
+                None => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "raftstore is busy\n",
+                ),
+            }
+        }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

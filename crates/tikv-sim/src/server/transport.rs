@@ -104,32 +104,34 @@ async fn connect(addr: &str, timeout: Duration) -> Result<TikvClient<Channel>, S
 
 /// Routes the raftstore's outbound messages until the raftstore drops its sender.
 pub async fn run(
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Outbound>>,
     resolver: Arc<Resolver>,
     store: Handle,
     timeout: Duration,
 ) {
     let mut queues: HashMap<u64, mpsc::Sender<RaftMessage>> = HashMap::new();
-    while let Some(out) = rx.recv().await {
-        if let Some(data) = out.snapshot {
-            tokio::spawn(send_snapshot(
-                resolver.clone(),
-                store.clone(),
-                out.to_store,
-                out.msg,
-                data,
-                timeout,
-            ));
-            continue;
-        }
-        let to = out.to_store;
-        let queue = queues.entry(to).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(connection(to, rx, resolver.clone(), store.clone(), timeout));
-            tx
-        });
-        if queue.try_send(out.msg).is_err() {
-            tracing::debug!(store_id = to, "raft queue full; message dropped");
+    while let Some(batch) = rx.recv().await {
+        for out in batch {
+            if let Some(data) = out.snapshot {
+                tokio::spawn(send_snapshot(
+                    resolver.clone(),
+                    store.clone(),
+                    out.to_store,
+                    out.msg,
+                    data,
+                    timeout,
+                ));
+                continue;
+            }
+            let to = out.to_store;
+            let queue = queues.entry(to).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(connection(to, rx, resolver.clone(), store.clone(), timeout));
+                tx
+            });
+            if queue.try_send(out.msg).is_err() {
+                tracing::debug!(store_id = to, "raft queue full; message dropped");
+            }
         }
     }
 }
