@@ -591,6 +591,11 @@ impl Peer {
             }
         }
         self.report_now = true;
+        if self.is_leader() {
+            // New peers hear from the leader now, not at the next heartbeat tick (2 s by
+            // default): the first message creates their replica and leads to its snapshot.
+            self.raw.ping();
+        }
         tracing::info!(region_id, peers = ?self.region().peers.iter().map(|p| (p.id, p.store_id, p.role)).collect::<Vec<_>>(), "conf change applied");
         if !self
             .region()
