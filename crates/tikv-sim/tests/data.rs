@@ -483,6 +483,26 @@ async fn bad_requests_get_tikv_errors() {
     let (pd, client) = start_with(1, 3, data_options()).await;
     let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
     wait_replicated(&client, &ids, 3, 8).await;
+    // The regions must hold still while the test aims at them: no leader or region balancing.
+    let pd_addr = pd.members()[0]
+        .client_url()
+        .trim_start_matches("http://")
+        .to_string();
+    for s in [
+        "balance-leader-scheduler",
+        "balance-region-scheduler",
+        "balance-hot-region-scheduler",
+    ] {
+        let path = format!("/pd/api/v1/schedulers/{s}");
+        let (code, body) = http_request(&pd_addr, "DELETE", &path, None, Duration::from_secs(3))
+            .await
+            .expect("PD answers");
+        assert!(
+            code == 200 || body.contains("not found"),
+            "removing {s}: {code} {body}"
+        );
+    }
+    wait_replicated(&client, &ids, 3, 8).await;
     let store = pd.store(0);
     let me = store.id();
     let all = replicas(store.status_address()).await;

@@ -103,6 +103,9 @@ pub struct Peer {
     reported: Option<ReportKey>,
     /// A heartbeat is due now (leader change, conf change, split).
     pub report_now: bool,
+    /// Created by a split on the parent leader's store: it reports itself to PD once before
+    /// its election completes (as TiKV does), so PD's key space has no gap meanwhile.
+    pub split_from_leader: bool,
     /// When a split was asked for (PD answers asynchronously).
     pub split_asked: Option<Instant>,
     /// Since when the replica has known no leader.
@@ -167,6 +170,7 @@ impl Peer {
             last_heartbeat: None,
             reported: None,
             report_now: false,
+            split_from_leader: false,
             split_asked: None,
             leaderless_since: None,
             stale_checked: None,
@@ -732,7 +736,8 @@ impl Peer {
         down_after: Duration,
         force: bool,
     ) -> Option<pdpb::RegionHeartbeatRequest> {
-        if !self.is_leader() || !self.initialized {
+        let announce = std::mem::take(&mut self.split_from_leader);
+        if !(self.is_leader() || announce) || !self.initialized {
             return None;
         }
         let key = self.report_key(now, down_after);
@@ -754,16 +759,21 @@ impl Peer {
         let region = self.region().clone();
         Some(pdpb::RegionHeartbeatRequest {
             header: None,
+            // A split's new region on the parent leader's store is about to lead (announce).
             leader: self.meta(),
-            down_peers: self
-                .down_peers(now, down_after)
+            // Before its first election a replica knows nothing of the others' progress.
+            down_peers: (!announce)
+                .then(|| self.down_peers(now, down_after))
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(peer, down_seconds)| pdpb::PeerStats {
                     peer: Some(peer),
                     down_seconds,
                 })
                 .collect(),
-            pending_peers: self.pending_peers(),
+            pending_peers: (!announce)
+                .then(|| self.pending_peers())
+                .unwrap_or_default(),
             bytes_written: flow.bytes_written,
             bytes_read: flow.bytes_read,
             keys_written: flow.keys_written,

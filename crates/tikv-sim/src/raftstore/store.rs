@@ -1230,6 +1230,7 @@ impl Store {
             if leader {
                 // The parent's leader leads the new regions too, as in TiKV.
                 let _ = p.raw.campaign();
+                p.split_from_leader = true;
             }
         }
         if leader {

@@ -73,6 +73,9 @@ pub fn metrics_text(info: &StatusInfo, view: &View) -> String {
          # HELP tikv_engine_num_keys Keys held by the store (RawKV, default column family).\n\
          # TYPE tikv_engine_num_keys gauge\n\
          tikv_engine_num_keys{{db=\"kv\",cf=\"default\"}} {keys}\n\
+         # HELP tikv_engine_size_bytes Bytes of keys and values held (RawKV, default column family).\n\
+         # TYPE tikv_engine_size_bytes gauge\n\
+         tikv_engine_size_bytes{{db=\"kv\",type=\"default\"}} {bytes}\n\
          # HELP tikv_sim_store_info The simulated store's identity.\n\
          # TYPE tikv_sim_store_info gauge\n\
          tikv_sim_store_info{{store_id=\"{store_id}\",version=\"{version}\"}} 1\n\
@@ -88,6 +91,7 @@ pub fn metrics_text(info: &StatusInfo, view: &View) -> String {
         leaders = view.leaders,
         regions = view.regions,
         keys = view.keys,
+        bytes = view.bytes,
         store_id = info.store_id,
         version = info.version,
         start = info.start_unix,
