@@ -250,8 +250,9 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
         .set_service_status("", ServingStatus::NotServing)
         .await;
     let _ = stop_tx.send(true);
-    // Streams from clients and other stores stay open: give them a moment, then close.
-    match tokio::time::timeout(Duration::from_millis(500), grpc).await {
+    // Streams from clients and other stores stay open: answers in flight get a moment, then
+    // the connections close (as TiKV's server stops).
+    match tokio::time::timeout(Duration::from_millis(100), grpc).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
         Ok(_) => {}
         Err(_) => tracing::debug!("closing the remaining gRPC connections"),

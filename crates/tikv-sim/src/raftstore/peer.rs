@@ -757,23 +757,28 @@ impl Peer {
         self.reported = Some(key);
         let flow = std::mem::take(&mut self.flow);
         let region = self.region().clone();
+        let down = if announce {
+            Vec::new()
+        } else {
+            self.down_peers(now, down_after)
+        };
         Some(pdpb::RegionHeartbeatRequest {
             header: None,
             // A split's new region on the parent leader's store is about to lead (announce).
             leader: self.meta(),
             // Before its first election a replica knows nothing of the others' progress.
-            down_peers: (!announce)
-                .then(|| self.down_peers(now, down_after))
-                .unwrap_or_default()
+            down_peers: down
                 .into_iter()
                 .map(|(peer, down_seconds)| pdpb::PeerStats {
                     peer: Some(peer),
                     down_seconds,
                 })
                 .collect(),
-            pending_peers: (!announce)
-                .then(|| self.pending_peers())
-                .unwrap_or_default(),
+            pending_peers: if announce {
+                Vec::new()
+            } else {
+                self.pending_peers()
+            },
             bytes_written: flow.bytes_written,
             bytes_read: flow.bytes_read,
             keys_written: flow.keys_written,
