@@ -3,7 +3,7 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner ...]
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner|kvclient ...]
 #   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
@@ -130,8 +130,13 @@ build_local_path_provisioner() {
     -o "$bin_dir/local-path-provisioner" github.com/rancher/local-path-provisioner
 }
 
+build_kvclient() {
+  # Our RawKV client program on the official Go client (tests and benchmarks of the store).
+  build kvclient kvclient -- -ldflags "-s -w" -o "$bin_dir/kvclient" .
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
@@ -142,7 +147,8 @@ for t in "${targets[@]}"; do
     coredns) build_coredns ;;
     crictl) build_crictl ;;
     local-path-provisioner) build_local_path_provisioner ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl or local-path-provisioner)" >&2; exit 2 ;;
+    kvclient) build_kvclient ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner or kvclient)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -19,7 +19,8 @@
 //! PD gets [`TEST_PD_CONFIG`] (fast patrol, high schedule and store limits, a 30 s
 //! `max-store-down-time`) followed by [`PdOptions::config`], so that replication and balancing
 //! take seconds. Stores get
-//! [`TEST_SIM_CONFIG`] (100 ms raft ticks, 1 s store heartbeats, peers down after 5 s) followed by
+//! [`TEST_SIM_CONFIG`] (100 ms raft ticks, 1 s store heartbeats, peers down after 5 s, 1 s split
+//! checks, 5 s graceful shutdown) followed by
 //! [`StoreOptions::config`]. Later TOML keys do not override earlier ones in one file, so put
 //! only keys that the defaults do not set into the extra config, or replace the defaults with
 //! [`PdOptions::replace_default_config`].
@@ -77,6 +78,10 @@ pd-heartbeat-tick-interval = "5s"
 pd-store-heartbeat-tick-interval = "1s"
 max-peer-down-duration = "5s"
 max-leader-missing-duration = "10s"
+split-region-check-tick-interval = "1s"
+
+[server]
+graceful-shutdown-timeout = "5s"
 "#;
 
 /// Environment variable naming the tikv-sim binary.

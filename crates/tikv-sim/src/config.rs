@@ -116,12 +116,34 @@ pub struct Cli {
 /// Version reported when none is given.
 pub const DEFAULT_VERSION: &str = "8.5.0";
 
-/// Size every simulated region reports. Large enough that PD's merge checker never merges them
-/// (max-merge-region-size is 20 MiB by default), which the simulator does not implement.
-pub const REGION_SIZE: u64 = 64 << 20;
+/// When a region splits: TiKV's `[coprocessor]` region-split/max-size/keys and
+/// `raftstore.split-region-check-tick-interval`. A region whose data exceeds the max size or
+/// keys is cut into pieces of the split size or keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitConfig {
+    /// `region-split-size` (TiKV: 96 MiB).
+    pub size: u64,
+    /// `region-max-size` (TiKV: 1.5 × the split size).
+    pub max_size: u64,
+    /// `region-split-keys` (TiKV: 960 000).
+    pub keys: u64,
+    /// `region-max-keys` (TiKV: 1.5 × the split keys).
+    pub max_keys: u64,
+    /// `split-region-check-tick-interval` (TiKV: 10 s).
+    pub check_interval: Duration,
+}
 
-/// Keys every simulated region reports (above max-merge-region-keys, 200 000).
-pub const REGION_KEYS: u64 = 640_000;
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            size: 96 << 20,
+            max_size: 144 << 20,
+            keys: 960_000,
+            max_keys: 1_440_000,
+            check_interval: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Everything the store needs, resolved from flags, config file and defaults.
 #[derive(Debug, Clone)]
@@ -152,6 +174,11 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Timers.
     pub timing: Timing,
+    /// Region split thresholds.
+    pub split: SplitConfig,
+    /// `server.graceful-shutdown-timeout` (TiKV: 20 s): how long SIGTERM waits for this store's
+    /// leaders to move before it stops; 0 stops at once.
+    pub graceful_shutdown: Duration,
 }
 
 /// The timers of the simulated raftstore, from TiKV's `[raftstore]` keys.
@@ -383,6 +410,52 @@ impl Config {
             }
         }
 
+        let size_key = |section: &str, key: &str| -> Result<Option<u64>, ConfigError> {
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: format!("{section}.{key}"),
+                reason,
+            };
+            match get(section, key) {
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(*n as u64)),
+                Some(toml::Value::String(s)) => parse_size(s).map(Some).map_err(invalid),
+                Some(other) => Err(invalid(format!("expected a size, got {other}"))),
+            }
+        };
+        let mut split = SplitConfig::default();
+        if let Some(size) = size_key("coprocessor", "region-split-size")? {
+            split.size = size;
+            split.max_size = size / 2 * 3;
+        }
+        if let Some(max) = size_key("coprocessor", "region-max-size")? {
+            split.max_size = max;
+        }
+        if let Some(keys) = size_key("coprocessor", "region-split-keys")? {
+            split.keys = keys;
+            split.max_keys = keys / 2 * 3;
+        }
+        if let Some(max) = size_key("coprocessor", "region-max-keys")? {
+            split.max_keys = max;
+        }
+        if split.size == 0
+            || split.keys == 0
+            || split.max_size < split.size
+            || split.max_keys < split.keys
+        {
+            return Err(ConfigError::Invalid {
+                key: "coprocessor.region-max-size".into(),
+                reason: "region sizes and keys must be positive and max >= split".into(),
+            });
+        }
+        split.check_interval = dur("split-region-check-tick-interval", split.check_interval)?;
+        let graceful_shutdown = match get_str("server", "graceful-shutdown-timeout")? {
+            None => Duration::from_secs(20),
+            Some(s) => parse_duration(&s).map_err(|reason| ConfigError::Invalid {
+                key: "server.graceful-shutdown-timeout".into(),
+                reason,
+            })?,
+        };
+
         let log_level = cli
             .log_level
             .clone()
@@ -410,6 +483,8 @@ impl Config {
             log_level,
             log_file,
             timing,
+            split,
+            graceful_shutdown,
         })
     }
 }
@@ -601,6 +676,44 @@ max-open-files = 1024
         assert_eq!(c.timing.election_timeout, Duration::from_secs(2));
         assert_eq!(c.timing.store_heartbeat, Duration::from_secs(1));
         assert_eq!(c.capacity, 1 << 30);
+        assert_eq!(c.split, SplitConfig::default());
+        assert_eq!(c.graceful_shutdown, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn split_sizes_and_shutdown_timeout() {
+        let dir = std::env::temp_dir().join(format!("tikv-sim-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tikv.toml");
+        std::fs::write(
+            &file,
+            r#"
+[server]
+graceful-shutdown-timeout = "5s"
+[coprocessor]
+region-split-size = "1MiB"
+region-split-keys = 1000
+[raftstore]
+split-region-check-tick-interval = "1s"
+"#,
+        )
+        .unwrap();
+        let args = [
+            "--pd",
+            "x:1",
+            "--data-dir",
+            "/d",
+            "--config",
+            file.to_str().unwrap(),
+        ];
+        let c = Config::from_cli(&cli(&args)).unwrap();
+        assert_eq!((c.split.size, c.split.max_size), (1 << 20, 3 << 19));
+        assert_eq!((c.split.keys, c.split.max_keys), (1000, 1500));
+        assert_eq!(c.split.check_interval, Duration::from_secs(1));
+        assert_eq!(c.graceful_shutdown, Duration::from_secs(5));
+        std::fs::write(&file, "[coprocessor]\nregion-split-size = \"lots\"\n").unwrap();
+        assert!(Config::from_cli(&cli(&args)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,17 +1,38 @@
-//! A simulated TiKV store that speaks PD's real gRPC protocol (test data plane).
+//! A simulated TiKV store: TiKV's RawKV API on a replicated, durable raft log, speaking PD's
+//! real gRPC protocol.
 //!
-//! `tikv-sim` takes tikv-server's flags and, at the control-plane level, behaves so that PD
-//! cannot tell it from a TiKV store: it keeps its store ID (and cluster ID) in its data
-//! directory, bootstraps the cluster if it is first, registers with `PutStore` and a real
-//! version, sends store heartbeats and region heartbeats (one stream per store), and obeys PD's
-//! transfer-leader and change-peer commands (including `ChangePeerV2` joint consensus), so
-//! replica placement, leader balancing, leader eviction and store removal
-//! (Offline → Tombstone) really complete. The store that bootstraps splits the key space into
-//! `--sim-initial-regions` regions (48 by default) so that leader movement is observable. The
-//! status address serves `/status`, `/metrics` (with `tikv_raftstore_region_count{type="leader"}`
-//! and `{type="region"}`) and `/sim/regions` (a JSON view of the replicas, for debugging).
-//! There is no data: no key-value API, no snapshots, no merges (regions report 64 MiB so PD never
-//! asks). PD's split requests are carried out (the middle key, or PD's own keys).
+//! `tikv-sim` takes tikv-server's flags and behaves, wherever a client or PD can tell, like a
+//! TiKV store serving RawKV:
+//!
+//! * **Clients**: `tikvpb.Tikv` on `--addr` with RawGet, RawBatchGet, RawPut, RawBatchPut,
+//!   RawDelete, RawBatchDelete, RawScan (forward and reverse, clipped to the region),
+//!   RawDeleteRange, RawCompareAndSwap and the `BatchCommands` stream, plus `grpc.health.v1`.
+//!   Region errors as TiKV's, in TiKV's order (StoreNotMatch, RegionNotFound, NotLeader with the
+//!   leader, EpochNotMatch with the current regions, KeyNotInRegion; ServerIsBusy when the
+//!   raftstore's inbox is full; StaleCommand when leadership changed under a pending write); a
+//!   request for another cluster ID is INVALID_ARGUMENT.
+//! * **Replication** ([`raftstore`]): every region is a raft group (raft-rs, TiKV's raft
+//!   library); the log and hard state live in raft-engine (TiKV's log engine). A write is
+//!   answered once a quorum has committed it and it is applied and fsynced here; reads confirm
+//!   leadership with raft's read index. Stores talk over the same gRPC address (`BatchRaft`,
+//!   `Snapshot`), learning each other's addresses from PD. New and lagging replicas get
+//!   snapshots; regions split by size and keys like TiKV's split checker; PD's conf changes
+//!   (joint consensus included), leader transfers (to caught-up voters only) and splits are
+//!   carried out.
+//! * **PD**: identity in the data directory (an empty data directory is a new store with a new
+//!   ID), bootstrap, `PutStore`, store heartbeats, and region heartbeats right after every
+//!   leader change, conf change and split, with pending and down peers, approximate sizes and
+//!   the bytes and keys read and written. The store that bootstraps splits the key space into
+//!   `--sim-initial-regions` regions (48 by default) so that leader movement is observable.
+//! * **Shutdown** ([`node`]): SIGTERM hands leaders over within
+//!   `server.graceful-shutdown-timeout` while health is NOT_SERVING; SIGKILL loses nothing
+//!   that was acknowledged.
+//! * **Status** ([`server::status`]): `/status`, `/metrics` with TiKV's names
+//!   (`tikv_raftstore_region_count`, `tikv_store_size_bytes`, `tikv_grpc_msg_duration_seconds`,
+//!   `tikv_grpc_msg_fail_total`, `process_resident_memory_bytes`) and `/sim/regions`.
+//!
+//! Not simulated: transactions (TxnKV), TTL, region merges (PD only asks for them an hour after
+//! it starts, `split-merge-interval`; the store ignores the request).
 //!
 //! # Flags
 //!
@@ -20,42 +41,27 @@
 //! `--config FILE`, `--capacity`, `--log-level`, `--log-file`, as tikv-server; plus
 //! `--sim-version` (env `TIKV_SIM_VERSION`, default 8.5.0; a leading `v` as in image tags is
 //! dropped) and `--sim-initial-regions` (env `TIKV_SIM_INITIAL_REGIONS`). The config file is a
-//! TiKV config; the simulator reads `server.*` addresses and labels, `storage.data-dir`,
-//! `pd.endpoints`, `raftstore.capacity` and the raftstore timers (see [`config::Timing`]) and
-//! ignores everything else.
+//! TiKV config; the simulator reads `server.*` addresses, labels and
+//! `graceful-shutdown-timeout`, `storage.data-dir`, `pd.endpoints`, `raftstore.capacity`, the
+//! raftstore timers (see [`config::Timing`]), `coprocessor.region-split-size/keys` and
+//! `region-max-size/keys`, and ignores everything else.
 //!
-//! # Where the regions' shared state lives: nowhere shared
+//! # Why every store is its own process
 //!
 //! Regions span stores, and each store runs as its own process with its own data directory that
-//! may be killed, frozen (SIGSTOP) or restarted on its own. The options were a shared state
-//! service, a shared file under a lock, one process hosting all stores, or doing what TiKV does.
-//! The first three put every store's fate into one thing: a frozen process holding a file lock
-//! stops every store; a state service or a multi-store process is a single point of failure that
-//! TiKV does not have, and killing "a store" would not stop its replicas. So each store keeps
-//! its own replicas, and the stores talk to each other over `--addr`, as TiKV's raft does, in a
-//! deliberately small raft ([`raft`]):
-//!
-//! * the leader replica of a region owns the region's metadata (range, epoch, peers), applies
-//!   PD's commands to it and sends it to the other replicas' stores with every raft heartbeat;
-//!   a store learns another store's address from PD (`GetStore`), as TiKV does;
-//! * replicas on a killed or frozen store simply stop answering: PD sees its store heartbeats
-//!   stop (Disconnected, then Down), the leaders elsewhere report its peers down, and followers
-//!   whose leader went silent elect a new leader among themselves (pre-vote, vote, quorum of
-//!   voters), which reports to PD; a store that comes back finds newer terms and follows;
-//! * changes are reported to PD only once a quorum of replicas holds them, and votes go only to
-//!   candidates with a state at least as new as the voter's, so PD never sees a region go
-//!   backwards when its leader dies at an awkward moment.
-//!
-//! Each store persists its identity and its replicas (`<data-dir>/tikv-sim/store.pb`, replaced
-//! atomically) before it acknowledges anything, so a restarted store is the same store with the
-//! same replicas. A store PD has made a tombstone stops with an error, as TiKV does.
+//! may be killed, frozen (SIGSTOP) or restarted on its own, as TiKV's do. A shared state
+//! service, a shared file under a lock or one process hosting all stores would put every
+//! store's fate into one thing: a frozen process holding a lock stops every store, and killing
+//! "a store" would not stop its replicas. So each store keeps its own replicas and they
+//! replicate over raft between processes, as in TiKV.
 
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod msg;
+pub mod engine;
+pub mod node;
 pub mod pd;
-pub mod raft;
+pub mod proto;
+pub mod raftstore;
+pub mod server;
 pub mod state;
-pub mod store;
-pub mod transport;

@@ -38,10 +38,11 @@ fn main() -> anyhow::Result<()> {
         pd = ?cfg.pd_endpoints,
         "starting tikv-sim"
     );
-    // One thread is plenty for a simulated store, and several stores share a small machine.
+    // One thread for gRPC, PD and the network (the raftstore has its own): several stores
+    // share a small machine.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(tikv_sim::store::run(cfg))?;
+    runtime.block_on(tikv_sim::node::run(cfg))?;
     Ok(())
 }

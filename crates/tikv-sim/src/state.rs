@@ -1,9 +1,15 @@
-//! The data directory: an exclusive lock and the persisted [`StoreFile`].
+//! The data directory: an exclusive lock, the store's identity ([`StoreFile`]) and where the
+//! raftstore keeps its files.
 //!
-//! The file is replaced atomically (write a temporary file, rename it over the old one), so a
-//! store killed at any moment restarts with either the old or the new state, never a torn one.
-//! There is no fsync: the failures simulated here are process kills, after which the page cache
-//! still holds the file, and a store saves its state on every raft step.
+//! ```text
+//! <data-dir>/LOCK                   held while the store runs
+//! <data-dir>/tikv-sim/store.pb      cluster ID, store ID, a pending bootstrap
+//! <data-dir>/tikv-sim/checkpoint    the state machine (see engine::checkpoint)
+//! <data-dir>/raft-engine/           raft logs and hard states (raft-engine)
+//! ```
+//!
+//! The identity file is replaced atomically (write a temporary file, fsync, rename it over the
+//! old one), so a store killed at any moment restarts with either the old or the new identity.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -11,7 +17,20 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use crate::msg::StoreFile;
+/// The store's identity (`<data-dir>/tikv-sim/store.pb`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoreFile {
+    /// The PD cluster this store belongs to.
+    #[prost(uint64, tag = "1")]
+    pub cluster_id: u64,
+    /// The store ID PD allocated.
+    #[prost(uint64, tag = "2")]
+    pub store_id: u64,
+    /// The region this store offered PD in a Bootstrap call that is not known to have been
+    /// accepted or refused (0: none). Resolved at the next start, as TiKV's prepare-bootstrap.
+    #[prost(uint64, tag = "5")]
+    pub prepared_bootstrap_region: u64,
+}
 
 /// Data directory errors.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +98,24 @@ impl DataDir {
         })
     }
 
+    /// The checkpoint file of the raftstore.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join("checkpoint")
+    }
+
+    /// raft-engine's directory.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map(|d| d.join("raft-engine"))
+            .unwrap_or_else(|| self.dir.join("raft-engine"))
+    }
+
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The persisted state, or `None` for a new store.
     pub fn load(&self) -> Result<Option<StoreFile>, StateError> {
         let bytes = match fs::read(&self.file) {
@@ -100,6 +137,7 @@ impl DataDir {
         let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
         f.write_all(&state.encode_to_vec())
             .map_err(io("cannot write", &tmp))?;
+        f.sync_all().map_err(io("cannot sync", &tmp))?;
         fs::rename(&tmp, &self.file).map_err(io("cannot rename to", &self.file))
     }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use pdclient::{PdClient, StoreInfo, StoreStateName};
 use testenv::pd::{PdCluster, PdOptions, StoreOptions};
 
+pub mod kvclient;
+
 /// The tikv-sim binary cargo built for these tests.
 pub fn sim_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tikv-sim"))
@@ -24,6 +26,15 @@ pub fn store_options() -> StoreOptions {
 
 /// Starts PD with `members` members and `stores` stores, labelled zone z<i>.
 pub async fn start(members: usize, stores: usize) -> (PdCluster, PdClient) {
+    start_with(members, stores, store_options()).await
+}
+
+/// [`start`] with these store options.
+pub async fn start_with(
+    members: usize,
+    stores: usize,
+    options: StoreOptions,
+) -> (PdCluster, PdClient) {
     let began = Instant::now();
     let mut pd = PdCluster::start(PdOptions {
         members,
@@ -32,7 +43,7 @@ pub async fn start(members: usize, stores: usize) -> (PdCluster, PdClient) {
     .await
     .expect("PD starts");
     for i in 0..stores {
-        let mut opts = store_options();
+        let mut opts = options.clone();
         opts.labels.insert("zone".into(), format!("z{i}"));
         pd.start_store(opts).await.expect("store starts");
     }
@@ -70,6 +81,26 @@ where
     }
 }
 
+/// How many regions PD lists under `/regions/check/{check}` (`learner-peer`, `pending-peer`).
+pub async fn regions_in_check(client: &PdClient, check: &str) -> Result<u64, String> {
+    let path = format!("/pd/api/v1/regions/check/{check}");
+    let mut last = String::from("no PD endpoint");
+    // Any member answers (followers forward to the leader); some may be stopped.
+    for e in client.endpoints() {
+        let addr = e.trim_start_matches("http://").trim_end_matches('/');
+        match testenv::pd::http_request(addr, "GET", &path, None, Duration::from_secs(3)).await {
+            Ok((200, body)) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| e.to_string())?;
+                return Ok(v["count"].as_u64().unwrap_or(0));
+            }
+            Ok((code, body)) => last = format!("GET {path}: {code} {body}"),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The store with ID `id` in a store list.
 pub fn find(stores: &[StoreInfo], id: u64) -> Option<&StoreInfo> {
     stores.iter().find(|s| s.store.id == id)
@@ -101,11 +132,18 @@ pub async fn wait_replicated(
             }
             let settled = leaders >= min_regions && regions == replicas * leaders;
             let same = previous.replace(Some((regions, leaders))) == Some((regions, leaders));
-            if settled && same {
-                Ok(leaders)
-            } else {
-                Err(format!("{regions} replicas, {leaders} leaders"))
+            if !(settled && same) {
+                return Err(format!("{regions} replicas, {leaders} leaders"));
             }
+            // Replicas count learners too: PD adds a learner, waits for it to catch up (a
+            // snapshot), then promotes it. Full replication is every replica a voter.
+            for check in ["learner-peer", "pending-peer"] {
+                let n = regions_in_check(client, check).await?;
+                if n > 0 {
+                    return Err(format!("{n} regions with a {check}"));
+                }
+            }
+            Ok(leaders)
         }
     })
     .await
