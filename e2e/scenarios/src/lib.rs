@@ -420,6 +420,16 @@ impl Env {
             })
     }
 
+    /// Waits up to `secs` for an Event with `reason` (about `about`, when given); panics after.
+    /// The operator publishes an Event after the status it goes with, so a test that has just
+    /// seen the status may be a moment early.
+    pub async fn wait_event(&self, reason: &str, about: Option<&str>, secs: u64) {
+        testenv::wait_for(secs, &format!("an Event {reason}"), || async {
+            self.has_event(reason, about).await.then_some(())
+        })
+        .await;
+    }
+
     /// What a controller's `/metrics` serves now (its pod, through the API server's pod proxy,
     /// as `kubectl get --raw` would read it).
     pub async fn controller_metrics(&self, controller: &str) -> String {

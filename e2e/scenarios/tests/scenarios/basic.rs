@@ -196,10 +196,8 @@ fn basic_cluster_ready_scale_out_and_pod_recreation() {
             })
             .count();
         assert_eq!(typo, 1, "the rollout stopped at the first store");
-        assert!(
-            env.has_event("PodCannotRun", Some(&broken.name_any()))
-                .await
-        );
+        env.wait_event("PodCannotRun", Some(&broken.name_any()), 10)
+            .await;
         let fixed = serde_json::json!({"spec": {"template": {"spec": {"image": "pingcap/tikv"}}}});
         env.api::<TiKVGroup>()
             .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&fixed))

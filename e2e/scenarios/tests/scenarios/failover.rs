@@ -70,7 +70,7 @@ fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() {
             .await
             .unwrap();
         assert_eq!(tikvs.items.len(), 4, "maxReplacements 1: one replacement");
-        assert!(env.has_event("FailoverReplacement", None).await);
+        env.wait_event("FailoverReplacement", None, 10).await;
 
         // The store comes back: the replacement drains to Tombstone, then its objects go.
         env.freeze_pod(&name, false).await;

@@ -50,7 +50,7 @@ fn two_step_scale_in_refusal_and_cancel() {
             "{}",
             refused.1.message
         );
-        assert!(env.has_event("StoreRemovalRefused", None).await);
+        env.wait_event("StoreRemovalRefused", None, 10).await;
         let id: u64 = refused
             .0
             .status
