@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{AttemptError, Error};
 use crate::types::{
     ClusterInfo, ClusterStatus, EvictLeaderConfig, Member, MemberHealth, Members, RegionInfo,
-    RegionsList, ReplicationConfig, StoreInfo, StoreStateName, StoresList,
+    RegionsList, ReplicationConfig, StoreInfo, StoreProgress, StoreStateName, StoresList,
 };
 
 /// Name of PD's shared leader-eviction scheduler (one scheduler, one entry per store).
@@ -372,6 +372,17 @@ impl PdClient {
         )
         .await
         .map(drop)
+    }
+
+    /// `GET /stores/progress?id={id}`: how far PD got removing (or preparing) the store; `None`
+    /// when PD tracks no progress for it (it is Up, or already a tombstone).
+    pub async fn store_progress(&self, store_id: u64) -> Result<Option<StoreProgress>, Error> {
+        let path = format!("/stores/progress?id={store_id}");
+        match self.get_json("/stores/progress", &path).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `DELETE /stores/remove-tombstone`: forgets every tombstone that holds no regions.

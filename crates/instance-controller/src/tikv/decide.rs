@@ -12,7 +12,7 @@
 
 use api::conditions::{leaders_evicted, offlined};
 use api::events;
-use api::v1alpha1::{StoreState, TiKV};
+use api::v1alpha1::{RemovalProgress, StoreState, TiKV};
 use kube::runtime::controller::Action;
 use operator_runtime::conditions::{self, NewCondition};
 
@@ -51,7 +51,9 @@ fn leave(f: &TikvFacts) -> Plan<TiKV> {
     let (step, offlined) = removal(store);
     let removed = store.state == StoreState::Tombstone;
     let mut events = Vec::new();
-    let status = plan::status(i, &[offlined], None, &mut events, |s| fill(s, Some(store)));
+    let status = plan::status(i, &[offlined], None, &mut events, |s| {
+        fill(s, Some(store), snapshot.removal.as_ref())
+    });
     let mut pd: Vec<PdStep> = step.into_iter().collect();
     if removed && snapshot.evicting.contains(&store.id) {
         pd.push(PdStep::quiet(PdOp::EndEviction { store: store.id }));
@@ -109,12 +111,41 @@ fn removal(store: &Store) -> (Option<PdStep>, NewCondition) {
     }
 }
 
-/// The status fields PD reports about the store.
-fn fill(s: &mut api::v1alpha1::TiKVStatus, store: Option<&Store>) {
+/// The status fields PD reports about the store; `removal`: PD's progress in removing it.
+fn fill(
+    s: &mut api::v1alpha1::TiKVStatus,
+    store: Option<&Store>,
+    removal: Option<&pdclient::StoreProgress>,
+) {
     s.id = store.map(|st| st.id.to_string());
     s.state = store.map(|st| st.state);
     s.leader_count = store.map(|st| st.leader_count);
     s.region_count = store.map(|st| st.region_count);
+    s.data_size = store.map(|st| api::quantity::from_mib(st.region_size_mib.max(0) as u64));
+    s.removal = store
+        .filter(|st| st.state == StoreState::Offline)
+        .and(removal)
+        .map(removal_progress);
+}
+
+/// PD's removal progress as the status shows it: whole percents, and an ETA rounded so that
+/// the status (and the group's and Cluster's summaries) change every few seconds at most, not at
+/// every reconcile.
+pub fn removal_progress(p: &pdclient::StoreProgress) -> RemovalProgress {
+    let percent = (p.progress * 100.0).floor().clamp(0.0, 100.0) as i32;
+    let eta_seconds = p.eta_seconds().map(|secs| {
+        let secs = secs.ceil() as i64;
+        let step = match secs {
+            ..=60 => 5,
+            ..=600 => 10,
+            _ => 60,
+        };
+        (secs + step - 1) / step * step
+    });
+    RemovalProgress {
+        percent,
+        eta_seconds,
+    }
 }
 
 /// A store that stays (or is on its way out through `spec.offline`).
@@ -217,8 +248,8 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
     conditions.push(ready);
     conditions.push(pod.synced);
     let status = plan::status(i, &conditions, pod.after.as_ref(), &mut events, |s| {
-        if let PdView::Answered(_) = &f.pd {
-            fill(s, store);
+        if let PdView::Answered(snapshot) = &f.pd {
+            fill(s, store, snapshot.removal.as_ref());
         }
     });
     let restarting = !leaving && runs && i.restart().is_some();
@@ -331,6 +362,7 @@ mod tests {
             state,
             leader_count: leaders,
             region_count: 30,
+            region_size_mib: 1920,
             zone: Some("a".into()),
         }
     }
@@ -350,6 +382,7 @@ mod tests {
             others: vec![other(8, "b"), other(9, "c")],
             evicting: evicting.to_vec(),
             down_peers: down.map(<[u64]>::to_vec),
+            removal: None,
         })
     }
 
@@ -520,6 +553,7 @@ mod tests {
                 others: vec![other(8, "a"), other(9, "c")],
                 evicting: vec![7],
                 down_peers: Some(vec![8]),
+                removal: None,
             }),
         ));
         assert!(matches!(same_zone.pod, PodOp::Delete { .. }));
@@ -699,6 +733,65 @@ mod tests {
             answered(Some(store(StoreState::Offline, 3)), &[], None),
         ));
         assert_eq!(ops(&plan), [PdOp::CancelRemoval { store: 7 }]);
+    }
+
+    #[test]
+    fn a_store_shows_its_data_size_and_while_pd_removes_it_progress_and_eta() {
+        let t = tikv(
+            "r1",
+            json!({"offline": true}),
+            json!({"currentRevision": "r1"}),
+        );
+        let progress = |progress: f64, left_seconds: f64| pdclient::StoreProgress {
+            action: "removing".into(),
+            store_id: 7,
+            progress,
+            current_speed: 2.0,
+            left_seconds,
+        };
+        let removing = |p: Option<pdclient::StoreProgress>| {
+            let mut view = answered(Some(store(StoreState::Offline, 0)), &[], None);
+            if let PdView::Answered(s) = &mut view {
+                s.removal = p;
+            }
+            decide(&with(
+                facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+                view,
+            ))
+            .status
+            .unwrap()
+        };
+        let st = removing(Some(progress(0.456, 131.2)));
+        assert_eq!(st.data_size.as_ref().map(|q| q.0.as_str()), Some("1920Mi"));
+        assert_eq!(
+            st.removal,
+            Some(RemovalProgress {
+                percent: 45,
+                eta_seconds: Some(140)
+            })
+        );
+        // No speed measured yet: PD says f64::MAX seconds, which is no ETA.
+        let st = removing(Some(progress(0.0, f64::MAX)));
+        assert_eq!(
+            st.removal,
+            Some(RemovalProgress {
+                percent: 0,
+                eta_seconds: None
+            })
+        );
+        // PD tracks nothing (yet): no removal shown; an Up store never shows one.
+        assert_eq!(removing(None).removal, None);
+        let up = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 3)), &[], None),
+        ));
+        assert_eq!(up.status.unwrap().removal, None);
+        // The ETA moves in steps, so the status is not rewritten at every reconcile.
+        let eta = |secs| removal_progress(&progress(0.5, secs)).eta_seconds;
+        assert_eq!(
+            (eta(3.0), eta(61.0), eta(601.0)),
+            (Some(5), Some(70), Some(660))
+        );
     }
 
     #[test]
