@@ -5,9 +5,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 /// `mib` mebibytes as a quantity in the largest binary unit that keeps it whole: `512Mi`,
 /// `1536Mi`, `2Gi`, `3Ti`.
 pub fn from_mib(mib: u64) -> Quantity {
-    let (value, unit) = if mib > 0 && mib % (1 << 20) == 0 {
+    let (value, unit) = if mib > 0 && mib.is_multiple_of(1 << 20) {
         (mib >> 20, "Ti")
-    } else if mib > 0 && mib % (1 << 10) == 0 {
+    } else if mib > 0 && mib.is_multiple_of(1 << 10) {
         (mib >> 10, "Gi")
     } else {
         (mib, "Mi")

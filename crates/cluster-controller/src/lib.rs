@@ -167,12 +167,14 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .iter()
         .map(|g| GroupSummary {
             kind: "PD",
+            name: g.metadata.name.as_deref().unwrap_or_default(),
             desired: g.spec.replicas,
             status: g.status.as_ref(),
         })
         .collect();
     groups.extend(tikvgs.iter().map(|g| GroupSummary {
         kind: "TiKV",
+        name: g.metadata.name.as_deref().unwrap_or_default(),
         desired: g.spec.replicas,
         status: g.status.as_ref(),
     }));

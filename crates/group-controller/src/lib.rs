@@ -7,6 +7,7 @@ pub mod component;
 pub mod plan;
 pub mod reconcile;
 pub mod revision;
+pub mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;

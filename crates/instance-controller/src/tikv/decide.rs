@@ -137,7 +137,7 @@ pub fn removal_progress(p: &pdclient::StoreProgress) -> RemovalProgress {
         let secs = secs.ceil() as i64;
         let step = match secs {
             ..=60 => 5,
-            ..=600 => 10,
+            61..=600 => 10,
             _ => 60,
         };
         (secs + step - 1) / step * step
