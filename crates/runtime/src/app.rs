@@ -69,6 +69,7 @@ where
     telemetry::init(args.log_format);
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
+    metrics.set_build_info(controller, env!("CARGO_PKG_VERSION"));
     let readiness = Readiness::default();
     let addr = server::serve(args.metrics_addr, readiness.clone(), metrics.clone()).await?;
     tracing::info!(controller, %addr, "serving /healthz, /readyz and /metrics");

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod ssa;
+pub mod state_metrics;
 pub mod telemetry;
 
 /// Field manager prefix; each controller applies as `tikv-operator/<controller>`.

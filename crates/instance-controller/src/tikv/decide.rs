@@ -20,6 +20,7 @@ use super::evict::{self, Step, WaitReason};
 use super::facts::{PdView, Store, TikvFacts};
 use crate::context::{RETRY, SOON, TIKV_READY, WATCH_CLOSELY};
 use crate::instance::plan;
+use crate::instance::plan::Observation;
 use crate::instance::{Event, PdOp, PdStep, Plan, Refusal, Sync};
 use crate::status;
 
@@ -158,6 +159,7 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
     let mut pd = Vec::new();
     let mut events = Vec::new();
     let mut conditions = Vec::new();
+    let mut observe = Vec::new();
 
     // A restart moves the store's leaders away first.
     let eviction = f.eviction();
@@ -202,7 +204,9 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
                 }
                 Step::Wait(_) | Step::Nothing => (false, eviction.evicting),
             };
-            conditions.push(leaders_evicted_condition(&step, evicting_now, id, leaders));
+            let evicted = leaders_evicted_condition(&step, evicting_now, id, leaders);
+            observe.extend(eviction_ended(&eviction, &step, &evicted, i.suspending()));
+            conditions.push(evicted);
             (may, evicting_now)
         }
     };
@@ -275,8 +279,24 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
         pod: pod.op,
         status: Some(status),
         events,
+        observe,
         requeue,
     }
+}
+
+/// The eviction that ends in this reconcile, for the metrics: it was under way (the stored
+/// `LeadersEvicted` is False) and now no leader is left, or the timeout makes the store restart
+/// with leaders (not when a suspend stops it with nowhere to move them).
+fn eviction_ended(
+    eviction: &evict::Facts,
+    step: &Step,
+    evicted: &NewCondition,
+    suspending: bool,
+) -> Option<Observation> {
+    let seconds = eviction.evicting_for?.as_secs_f64();
+    let timed_out = matches!(step, Step::Restart { timed_out: true }) && !suspending;
+    (timed_out || evicted.status == conditions::TRUE)
+        .then_some(Observation::LeadersEvicted { seconds, timed_out })
 }
 
 /// The Event of a restart after (or without) eviction, if it needs one.
@@ -578,13 +598,34 @@ mod tests {
             plan.events[0].note,
             "Store 7 still has 3 leaders after 10m: restarting it anyway"
         );
-        // Before the timeout: wait.
+        assert_eq!(
+            plan.observe,
+            [Observation::LeadersEvicted {
+                seconds: 601.0,
+                timed_out: true
+            }]
+        );
+        // Before the timeout: wait, and nothing ended yet.
         let t = tikv("r2", json!({}), evicting_since(30));
         let plan = decide(&with(
             facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
             answered(Some(store(StoreState::Up, 3)), &[7], Some(&[])),
         ));
         assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(plan.observe, []);
+        // The last leader gone: the eviction took 30 s.
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 0)), &[7], Some(&[])),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+        assert_eq!(
+            plan.observe,
+            [Observation::LeadersEvicted {
+                seconds: 30.0,
+                timed_out: false
+            }]
+        );
     }
 
     #[test]
