@@ -3,7 +3,8 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm ...]     (default: all)
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|prometheus|promql-check|prometheus-operator-crds ...]
+#   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
 # fresh clones (CI) reuse it. Go's module and build caches are the usual ones and are reused too.
@@ -22,11 +23,14 @@ ETCD_VERSION=3.6.4
 # version pinned by the 8.x release branches of pingcap/tiflow.
 PD_VERSION=8.1.0-alpha
 
-# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum and the build
-# arguments with their versions), so a changed module or version rebuilds and nothing else does.
+# stamp NAME GO-BUILD-ARGS...: a hash of what decides the build (go.mod, go.sum, a wrapper's own
+# Go files and the build arguments with their versions), so a changed module or version rebuilds
+# and nothing else does.
 stamp() {
   local name="$1"; shift
-  { cat "$here/$name/go.mod" "$here/$name/go.sum"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+  local go_files=()
+  for f in "$here/$name"/*.go; do [ -f "$f" ] && go_files+=("$f"); done
+  { cat "$here/$name/go.mod" "$here/$name/go.sum" "${go_files[@]}"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
 }
 
 need_go() {
@@ -95,15 +99,61 @@ build_helm() {
   build helm helm -- -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.0" -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
 }
 
+# Prometheus module v0.X.Y is Prometheus 3.X.Y.
+PROMETHEUS_VERSION=3.16.0
+
+build_prometheus() {
+  # promtool tests the alert rules (`promtool test rules`); prometheus scrapes the local
+  # environment in the tests that check every dashboard and alert query returns series.
+  build prometheus prometheus promtool -- \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Branch=release-3.16" \
+    -o "$bin_dir/" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+}
+
+build_promql_check() {
+  # Prometheus's PromQL parser behind a JSON interface (e2e/tools/promql-check/main.go): parse
+  # errors and vector selectors of the dashboards' and alert rules' queries.
+  build promql-check promql-check -- -ldflags "-s -w" -o "$bin_dir/promql-check" .
+}
+
+# The Prometheus operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) from its Go module,
+# for the tests that check the monitoring chart's objects against their real schemas.
+fetch_prometheus_operator_crds() {
+  local name=prometheus-operator out="$bin_dir/prometheus-operator-crds" want have=""
+  want="$(stamp "$name")"
+  [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
+  if [ "$want" = "$have" ] && [ -d "$out" ]; then
+    echo "$name: up to date (CRDs in $out)"
+    return
+  fi
+  need_go
+  local dir
+  if ! dir="$(cd "$here/$name" && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [ -z "$dir" ]; then
+    echo "error: downloading github.com/prometheus-operator/prometheus-operator failed (output above);" \
+      "it needs the Go module proxy (GOPROXY=$(go env GOPROXY)); then run e2e/tools/build.sh $name-crds" >&2
+    exit 1
+  fi
+  mkdir -p "$out"
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out/"
+  done
+  chmod 0644 "$out"/*.yaml
+  echo "$want" >"$bin_dir/.$name.stamp"
+  echo "$name: CRDs in $out"
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm prometheus promql-check prometheus-operator-crds)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
     k8s) build_k8s ;;
     pd) build_pd ;;
     helm) build_helm ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd or helm)" >&2; exit 2 ;;
+    prometheus) build_prometheus ;;
+    promql-check) build_promql_check ;;
+    prometheus-operator-crds) fetch_prometheus_operator_crds ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, prometheus, promql-check or prometheus-operator-crds)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -10,6 +10,7 @@ pub mod crds;
 pub mod finalizer;
 pub mod leader;
 pub mod metrics;
+pub mod process;
 pub mod server;
 pub mod ssa;
 pub mod state_metrics;

@@ -13,6 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
+/// The prefix of the operator's own metric names.
+pub const PREFIX: &str = "tikv_operator";
+
 /// Labels of the per-kind metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -77,7 +80,10 @@ pub struct Metrics {
 impl Metrics {
     /// A registry with the reconcile metrics, prefixed `tikv_operator`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tikv_operator");
+        // The process metrics keep their conventional names; everything else is ours.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let runs = Family::<KindLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
         // Reconciles are mostly milliseconds; PD calls can take seconds.
@@ -122,7 +128,7 @@ impl Metrics {
             pd_requests.clone(),
         );
         Self {
-            registry: Arc::new(RwLock::new(registry)),
+            registry: Arc::new(RwLock::new(root)),
             runs,
             failures,
             duration,
@@ -185,6 +191,7 @@ impl Metrics {
         self.registry
             .write()
             .unwrap_or_else(|e| e.into_inner())
+            .sub_registry_with_prefix(PREFIX)
             .register(name, help, metric);
     }
 
@@ -194,6 +201,7 @@ impl Metrics {
         self.registry
             .write()
             .unwrap_or_else(|e| e.into_inner())
+            .sub_registry_with_prefix(PREFIX)
             .register_collector(Box::new(collector));
     }
 
@@ -279,5 +287,8 @@ mod tests {
         assert!(text.contains(
             r#"tikv_operator_pd_requests_total{method="GET",route="/stores/check",outcome="ok"} 1"#
         ));
+        // The process metrics keep their conventional names.
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "));
     }
 }
