@@ -3,7 +3,7 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm|prometheus|promql-check|prometheus-operator-crds ...]
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|prometheus|promql-check|prometheus-operator-crds|jaeger ...]
 #   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
@@ -116,6 +116,13 @@ build_promql_check() {
   build promql-check promql-check -- -ldflags "-s -w" -o "$bin_dir/promql-check" .
 }
 
+build_jaeger() {
+  # A real OTLP collector with a query API: the test of the controllers' span export.
+  build jaeger jaeger-all-in-one -- \
+    -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v1.76.0" \
+    -o "$bin_dir/jaeger-all-in-one" github.com/jaegertracing/jaeger/cmd/all-in-one
+}
+
 # The Prometheus operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) from its Go module,
 # for the tests that check the monitoring chart's objects against their real schemas.
 fetch_prometheus_operator_crds() {
@@ -143,7 +150,7 @@ fetch_prometheus_operator_crds() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm prometheus promql-check prometheus-operator-crds)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm prometheus promql-check prometheus-operator-crds jaeger)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
@@ -153,7 +160,8 @@ for t in "${targets[@]}"; do
     prometheus) build_prometheus ;;
     promql-check) build_promql_check ;;
     prometheus-operator-crds) fetch_prometheus_operator_crds ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd, helm, prometheus, promql-check or prometheus-operator-crds)" >&2; exit 2 ;;
+    jaeger) build_jaeger ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, prometheus, promql-check, prometheus-operator-crds or jaeger)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -10,10 +10,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::conditions;
+use operator_runtime::metrics::Metrics;
 use testenv::wait_for;
 
-/// A namespace with a Cluster whose PD URL points at a closed port, and its own controller.
-async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
+/// A namespace with a Cluster whose PD URL points at a closed port, and its own controller
+/// (whose metrics the test reads).
+async fn setup() -> (Client, String, tokio::task::JoinHandle<()>, Metrics) {
     let cp = testenv::shared();
     let ns = cp.create_namespace("instance").await;
     let client = cp.client();
@@ -34,13 +36,14 @@ async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
     operator_runtime::ssa::apply_status(&clusters, "test/cluster", "basic", &status)
         .await
         .unwrap();
+    let metrics = Metrics::new();
     let controller = tokio::spawn(instance_controller::run(
         client.clone(),
-        operator_runtime::metrics::Metrics::new(),
+        metrics.clone(),
         2,
         Some(ns.clone()),
     ));
-    (client, ns, controller)
+    (client, ns, controller, metrics)
 }
 
 fn tikv(name: &str, revision: &str, config: &str) -> TiKV {
@@ -62,7 +65,7 @@ spec:
 
 #[tokio::test]
 async fn builds_pod_config_and_volumes_and_recreates_pods() {
-    let (client, ns, controller) = setup().await;
+    let (client, ns, controller, metrics) = setup().await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     tikvs
@@ -123,6 +126,18 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
         "PodNotReady"
     );
     assert!(conditions::is_true(&status.common.conditions, "Synced"));
+    // /metrics reads the store from the controller's cache: not Ready, nothing else wrong.
+    let text = metrics.encode();
+    let series = |condition: &str| {
+        format!(
+            r#"tikv_operator_abnormal_instance{{namespace="{ns}",cluster="basic",component="tikv",group="basic-tikv",instance="t1",condition="{condition}"}}"#
+        )
+    };
+    assert!(text.contains(&format!("{} 1.0", series("Ready"))), "{text}");
+    assert!(
+        text.contains(&format!("{} 0.0", series("Synced"))),
+        "{text}"
+    );
     assert!(
         tikvs
             .get("t1")
@@ -196,7 +211,7 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
 
 #[tokio::test]
 async fn refuses_a_config_that_sets_operator_keys() {
-    let (client, ns, controller) = setup().await;
+    let (client, ns, controller, _) = setup().await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     tikvs
         .create(

@@ -64,6 +64,7 @@
 
 mod certs;
 mod control_plane;
+pub mod jaeger;
 pub mod pd;
 pub mod process;
 mod wait;
