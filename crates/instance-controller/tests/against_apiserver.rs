@@ -13,38 +13,7 @@ use operator_runtime::conditions;
 use operator_runtime::metrics::Metrics;
 use testenv::wait_for;
 
-/// A namespace with a Cluster whose PD URL points at a closed port, and its own controller
-/// (whose metrics the test reads).
-async fn setup() -> (Client, String, tokio::task::JoinHandle<()>, Metrics) {
-    let cp = testenv::shared();
-    let ns = cp.create_namespace("instance").await;
-    let client = cp.client();
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &ns);
-    let cluster: Cluster = serde_yaml::from_str(
-        "{apiVersion: core.tikv.org/v1alpha1, kind: Cluster, metadata: {name: basic}, spec: {}}",
-    )
-    .unwrap();
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap();
-    // Port 1 on loopback: connection refused at once, like a PD that is down.
-    let status = ClusterStatus {
-        pd: Some("http://127.0.0.1:1".into()),
-        ..Default::default()
-    };
-    operator_runtime::ssa::apply_status(&clusters, "test/cluster", "basic", &status)
-        .await
-        .unwrap();
-    let metrics = Metrics::new();
-    let controller = tokio::spawn(instance_controller::run(
-        client.clone(),
-        metrics.clone(),
-        2,
-        Some(ns.clone()),
-    ));
-    (client, ns, controller, metrics)
-}
+mod common;
 
 fn tikv(name: &str, revision: &str, config: &str) -> TiKV {
     serde_yaml::from_str(&format!(
@@ -65,7 +34,12 @@ spec:
 
 #[tokio::test]
 async fn builds_pod_config_and_volumes_and_recreates_pods() {
-    let (client, ns, controller, metrics) = setup().await;
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        metrics,
+    } = common::with_unreachable_pd("instance").await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     tikvs
@@ -211,7 +185,12 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
 
 #[tokio::test]
 async fn refuses_a_config_that_sets_operator_keys() {
-    let (client, ns, controller, _) = setup().await;
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        ..
+    } = common::with_unreachable_pd("instance").await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     tikvs
         .create(

@@ -10,55 +10,32 @@ use kube::api::PostParams;
 use operator_runtime::telemetry::CapturedLog;
 use testenv::wait_for;
 
-fn instance<K: serde::de::DeserializeOwned>(kind: &str, name: &str, group: &str) -> K {
-    serde_yaml::from_str(&format!(
-        "{{apiVersion: core.tikv.org/v1alpha1, kind: {kind}, metadata: {{name: {name}, labels: {{tikv.org/revision: r1, tikv.org/group: {group}}}}}, \
-         spec: {{cluster: {{name: basic}}, subdomain: {group}-peer, version: v8.5.0, volumes: [{{name: data, mounts: [{{type: data}}], storage: 1Gi}}]}}}}"
-    ))
-    .unwrap()
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reconcile_log_line_names_its_object() {
     let log = CapturedLog::install();
-    let cp = testenv::shared();
-    let ns = cp.create_namespace("log-fields").await;
-    let client = cp.client();
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &ns);
-    let cluster: Cluster = serde_yaml::from_str(
-        "{apiVersion: core.tikv.org/v1alpha1, kind: Cluster, metadata: {name: basic}, spec: {}}",
-    )
-    .unwrap();
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap();
-    // PD on a closed port: every PD question fails and is logged.
-    let status = ClusterStatus {
-        pd: Some("http://127.0.0.1:1".into()),
-        ..Default::default()
-    };
-    operator_runtime::ssa::apply_status(&clusters, "test/cluster", "basic", &status)
-        .await
-        .unwrap();
-    let controller = tokio::spawn(instance_controller::run(
-        client.clone(),
-        operator_runtime::metrics::Metrics::new(),
-        2,
-        Some(ns.clone()),
-    ));
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        ..
+    } = common::with_unreachable_pd("log-fields").await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     tikvs
         .create(
             &PostParams::default(),
-            &instance("TiKV", "t1", "basic-tikv"),
+            &common::instance::<TiKV>("TiKV", "t1", "basic-tikv"),
         )
         .await
         .unwrap();
     let pds: Api<PD> = Api::namespaced(client.clone(), &ns);
-    pds.create(&PostParams::default(), &instance("PD", "p1", "basic-pd"))
-        .await
-        .unwrap();
+    pds.create(
+        &PostParams::default(),
+        &common::instance::<PD>("PD", "p1", "basic-pd"),
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_for(60, "both pods and a PD warning logged", || async {
         pods.get_opt("t1").await.ok()??;

@@ -10,6 +10,8 @@ use operator_runtime::telemetry::{self, LogFormat, Tracing};
 use testenv::jaeger::Jaeger;
 use testenv::wait_for;
 
+mod common;
+
 const SERVICE: &str = "tikv-operator-instance-controller";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,38 +23,17 @@ async fn reconcile_spans_are_exported_over_otlp() {
     };
     let exporter = telemetry::init(LogFormat::Text, &tracing).unwrap();
 
-    let cp = testenv::shared();
-    let ns = cp.create_namespace("otlp").await;
-    let client = cp.client();
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &ns);
-    let cluster: Cluster = serde_yaml::from_str(
-        "{apiVersion: core.tikv.org/v1alpha1, kind: Cluster, metadata: {name: basic}, spec: {}}",
-    )
-    .unwrap();
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap();
-    let status = ClusterStatus {
-        pd: Some("http://127.0.0.1:1".into()),
-        ..Default::default()
-    };
-    operator_runtime::ssa::apply_status(&clusters, "test/cluster", "basic", &status)
-        .await
-        .unwrap();
-    let controller = tokio::spawn(instance_controller::run(
-        client.clone(),
-        operator_runtime::metrics::Metrics::new(),
-        2,
-        Some(ns.clone()),
-    ));
-    let tikv: TiKV = serde_yaml::from_str(
-        "{apiVersion: core.tikv.org/v1alpha1, kind: TiKV, metadata: {name: t1, labels: {tikv.org/revision: r1, tikv.org/group: basic-tikv}}, \
-         spec: {cluster: {name: basic}, subdomain: basic-tikv-peer, version: v8.5.0, volumes: [{name: data, mounts: [{type: data}], storage: 1Gi}]}}",
-    )
-    .unwrap();
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        ..
+    } = common::with_unreachable_pd("otlp").await;
     Api::<TiKV>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &tikv)
+        .create(
+            &PostParams::default(),
+            &common::instance::<TiKV>("TiKV", "t1", "basic-tikv"),
+        )
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

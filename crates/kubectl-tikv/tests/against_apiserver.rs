@@ -68,6 +68,24 @@ fn group(kind: &str, name: &str, replicas: i32) -> String {
     )
 }
 
+/// A group of 3 of `G`'s kind, reporting `summary`.
+async fn group_with_summary<G>(client: &Client, ns: &str, name: &str, summary: &str)
+where
+    G: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<G> = Api::namespaced(client.clone(), ns);
+    create(&api, &group(&G::kind(&()), name, 3)).await;
+    let status = GroupStatus {
+        summary: Some(summary.into()),
+        ..Default::default()
+    };
+    ssa::apply_status(&api, "test", name, &status).await.unwrap();
+}
+
 /// A cluster as the controllers would have reported it mid scale-in: 3 PD members (one leads),
 /// 4 stores (one being removed, one evicting its leaders before a restart), a Warning Event,
 /// and, in the same namespace, another cluster's store and Event that must not show.
@@ -92,24 +110,14 @@ async fn reported_cluster(client: &Client, ns: &str) {
         .await
         .unwrap();
 
-    let pdgs: Api<PDGroup> = Api::namespaced(client.clone(), ns);
-    create(&pdgs, &group("PDGroup", "basic-pd", 3)).await;
-    let gs = GroupStatus {
-        summary: Some("PD 3/3 ready".into()),
-        ..Default::default()
-    };
-    ssa::apply_status(&pdgs, "test", "basic-pd", &gs)
-        .await
-        .unwrap();
-    let tkvgs: Api<TiKVGroup> = Api::namespaced(client.clone(), ns);
-    create(&tkvgs, &group("TiKVGroup", "basic-tikv", 3)).await;
-    let gs = GroupStatus {
-        summary: Some("scaling in TiKV to 3: removing store 7: 45%, ETA 2m10s".into()),
-        ..Default::default()
-    };
-    ssa::apply_status(&tkvgs, "test", "basic-tikv", &gs)
-        .await
-        .unwrap();
+    group_with_summary::<PDGroup>(client, ns, "basic-pd", "PD 3/3 ready").await;
+    group_with_summary::<TiKVGroup>(
+        client,
+        ns,
+        "basic-tikv",
+        "scaling in TiKV to 3: removing store 7: 45%, ETA 2m10s",
+    )
+    .await;
 
     let pds: Api<PD> = Api::namespaced(client.clone(), ns);
     for (i, name) in ["basic-pd-a", "basic-pd-b", "basic-pd-c"]
