@@ -3,7 +3,8 @@
 # downloads: only the Go module proxy). Each wrapper module under e2e/tools/<name>/ pins exact
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
-#   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner|kvclient ...]
+#   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner|kvclient|
+#                       prometheus|promql-check|prometheus-operator-crds|jaeger ...]
 #   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
@@ -135,8 +136,58 @@ build_kvclient() {
   build kvclient kvclient -- -ldflags "-s -w" -o "$bin_dir/kvclient" .
 }
 
+# Prometheus module v0.X.Y is Prometheus 3.X.Y.
+PROMETHEUS_VERSION=3.16.0
+
+build_prometheus() {
+  # promtool tests the alert rules (`promtool test rules`); prometheus scrapes the local
+  # environment in the tests that check every dashboard and alert query returns series.
+  build prometheus prometheus promtool -- \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Branch=release-3.16" \
+    -o "$bin_dir/" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+}
+
+build_promql_check() {
+  # Prometheus's PromQL parser behind a JSON interface (e2e/tools/promql-check/main.go): parse
+  # errors and vector selectors of the dashboards' and alert rules' queries.
+  build promql-check promql-check -- -ldflags "-s -w" -o "$bin_dir/promql-check" .
+}
+
+build_jaeger() {
+  # A real OTLP collector with a query API: the test of the controllers' span export.
+  build jaeger jaeger-all-in-one -- \
+    -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v1.76.0" \
+    -o "$bin_dir/jaeger-all-in-one" github.com/jaegertracing/jaeger/cmd/all-in-one
+}
+
+# The Prometheus operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) from its Go module,
+# for the tests that check the monitoring chart's objects against their real schemas.
+fetch_prometheus_operator_crds() {
+  local name=prometheus-operator out="$bin_dir/prometheus-operator-crds" want have=""
+  want="$(stamp "$name")"
+  [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
+  if [ "$want" = "$have" ] && [ -d "$out" ]; then
+    echo "$name: up to date (CRDs in $out)"
+    return
+  fi
+  need_go
+  local dir
+  if ! dir="$(cd "$here/$name" && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [ -z "$dir" ]; then
+    echo "error: downloading github.com/prometheus-operator/prometheus-operator failed (output above);" \
+      "it needs the Go module proxy (GOPROXY=$(go env GOPROXY)); then run e2e/tools/build.sh $name-crds" >&2
+    exit 1
+  fi
+  mkdir -p "$out"
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out/"
+  done
+  chmod 0644 "$out"/*.yaml
+  echo "$want" >"$bin_dir/.$name.stamp"
+  echo "$name: CRDs in $out"
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient prometheus promql-check prometheus-operator-crds jaeger)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
@@ -148,7 +199,11 @@ for t in "${targets[@]}"; do
     crictl) build_crictl ;;
     local-path-provisioner) build_local_path_provisioner ;;
     kvclient) build_kvclient ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner or kvclient)" >&2; exit 2 ;;
+    prometheus) build_prometheus ;;
+    promql-check) build_promql_check ;;
+    prometheus-operator-crds) fetch_prometheus_operator_crds ;;
+    jaeger) build_jaeger ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner, kvclient, prometheus, promql-check, prometheus-operator-crds or jaeger)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -23,6 +23,10 @@ pub const REVISION: &str = "tikv.org/revision";
 /// `tikv.org/scale-in-preferred`: annotation a user sets (any value) on a PD or TiKV object so
 /// that the next scale-in of its group removes that instance before any other.
 pub const SCALE_IN_PREFERRED: &str = "tikv.org/scale-in-preferred";
+/// `tikv.org/restarted-at`: annotation in a group's `template.metadata` that `kubectl tikv restart`
+/// sets to the time of the request. It changes the template, so the group rolls every instance
+/// the safe way (leaders evicted first, PD members one at a time), exactly like a version change.
+pub const RESTARTED_AT: &str = "tikv.org/restarted-at";
 /// `tikv.org/replacement-for`: annotation the group controller puts on a failover replacement,
 /// naming the Down instance it stands in for.
 pub const REPLACEMENT_FOR: &str = "tikv.org/replacement-for";

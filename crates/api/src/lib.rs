@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod duration;
 pub mod events;
 pub mod labels;
+pub mod quantity;
 pub mod schema;
 pub mod v1alpha1;
 

@@ -97,7 +97,7 @@ fn names_categories_and_printer_columns() {
     assert_eq!(
         columns("tikvs"),
         [
-            "Cluster", "StoreID", "State", "Leaders", "Regions", "Ready", "Version", "Age"
+            "Cluster", "StoreID", "State", "Leaders", "Regions", "Size", "Ready", "Version", "Age"
         ]
     );
     assert_eq!(
@@ -107,9 +107,16 @@ fn names_categories_and_printer_columns() {
     for g in ["pdgroups", "tikvgroups"] {
         assert_eq!(
             columns(g),
-            ["Cluster", "Desired", "Ready", "Updated", "Version", "Age"]
+            [
+                "Cluster", "Desired", "Ready", "Updated", "Version", "Status", "Age"
+            ]
         );
     }
+    // The one line of what the cluster does is a default column.
+    assert_eq!(
+        columns("clusters"),
+        ["PD", "ID", "Paused", "Available", "Ready", "Status", "Age"]
+    );
     for (plural, short) in [
         ("clusters", Some("tkc")),
         ("pdgroups", Some("pdg")),

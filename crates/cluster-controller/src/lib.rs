@@ -19,6 +19,7 @@ use operator_runtime::context::Context;
 use operator_runtime::finalizer;
 use operator_runtime::metrics::Metrics;
 use operator_runtime::ssa;
+use operator_runtime::state_metrics::{GaugeDesc, Sample, StateCollector};
 
 use crate::status::{ClusterFacts, GroupSummary};
 
@@ -41,6 +42,19 @@ pub enum Error {
     /// The Cluster has no namespace.
     #[error("object has no namespace")]
     NoNamespace,
+}
+
+impl Error {
+    /// Every value of [`Error::category`].
+    pub const CATEGORIES: &[&str] = &["kube", "invalid"];
+
+    /// Low-cardinality category for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::NoNamespace => "invalid",
+        }
+    }
 }
 
 /// Finalizer that makes a deleted Cluster take its groups (and through them every instance, pod,
@@ -167,12 +181,14 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .iter()
         .map(|g| GroupSummary {
             kind: "PD",
+            name: g.metadata.name.as_deref().unwrap_or_default(),
             desired: g.spec.replicas,
             status: g.status.as_ref(),
         })
         .collect();
     groups.extend(tikvgs.iter().map(|g| GroupSummary {
         kind: "TiKV",
+        name: g.metadata.name.as_deref().unwrap_or_default(),
         desired: g.spec.replicas,
         status: g.status.as_ref(),
     }));
@@ -199,16 +215,44 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     })))
 }
 
-fn error_policy(_c: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "cluster reconcile failed");
-    ctx.metrics.failure(
-        "Cluster",
-        match error {
-            Error::Kube(_) => "kube",
-            Error::NoNamespace => "invalid",
-        },
+fn error_policy(c: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    // Called outside the reconcile's span: the line names the Cluster itself.
+    tracing::warn!(
+        %error,
+        namespace = c.metadata.namespace.as_deref().unwrap_or_default(),
+        cluster = %c.name_any(),
+        "cluster reconcile failed"
     );
+    ctx.metrics.failure("Cluster", error.category());
     Action::requeue(Duration::from_secs(5))
+}
+
+/// The Cluster gauges in `/metrics`, read at each scrape from the cached Clusters.
+pub const GAUGES: &[GaugeDesc] = &[GaugeDesc {
+    name: "cluster_condition",
+    help: "1 when the Cluster's condition of this type is True, else 0",
+}];
+
+/// One `cluster_condition` series per condition the Cluster reports.
+pub fn condition_samples(cluster: &Cluster) -> Vec<Sample> {
+    let (ns, name) = (
+        cluster.metadata.namespace.clone().unwrap_or_default(),
+        cluster.name_any(),
+    );
+    cluster
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .map(|c| {
+            let labels = vec![
+                ("namespace", ns.clone()),
+                ("cluster", name.clone()),
+                ("type", c.type_.clone()),
+            ];
+            let value = f64::from(u8::from(c.status == api::conditions::TRUE));
+            Sample::new("cluster_condition", labels, value)
+        })
+        .collect()
 }
 
 /// Maps a group to its Cluster.
@@ -219,24 +263,59 @@ fn cluster_of(ns: Option<String>, cluster: &str) -> Option<ObjectRef<Cluster>> {
 /// Runs the controller until shutdown.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
     let ns = namespace.as_deref();
-    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
-    Controller::new(
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), NAME));
+    metrics.declare_failures("Cluster", Error::CATEGORIES);
+    let controller = Controller::new(
         operator_runtime::scoped_api::<Cluster>(client.clone(), ns),
         watcher::Config::default(),
-    )
-    .with_config(Config::default().concurrency(concurrency))
-    .watches(
-        operator_runtime::scoped_api::<PDGroup>(client.clone(), ns),
-        watcher::Config::default(),
-        |g: PDGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
-    )
-    .watches(
-        operator_runtime::scoped_api::<TiKVGroup>(client, ns),
-        watcher::Config::default(),
-        |g: TiKVGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
-    )
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    );
+    metrics.register_collector(
+        StateCollector::new(GAUGES).with_store(controller.store(), condition_samples),
+    );
+    controller
+        .with_config(Config::default().concurrency(concurrency))
+        .watches(
+            operator_runtime::scoped_api::<PDGroup>(client.clone(), ns),
+            watcher::Config::default(),
+            |g: PDGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
+        )
+        .watches(
+            operator_runtime::scoped_api::<TiKVGroup>(client, ns),
+            watcher::Config::default(),
+            |g: TiKVGroup| cluster_of(g.namespace(), &g.spec.cluster.name),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_condition_is_a_series() {
+        let c: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.tikv.org/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "basic", "namespace": "ns"}, "spec": {},
+            "status": {"conditions": [
+                {"type": "Available", "status": "True", "reason": "PDQuorum", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Ready", "status": "False", "reason": "NotAllReady", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        let s = condition_samples(&c);
+        let value = |t: &str| {
+            s.iter()
+                .find(|x| x.labels.iter().any(|(k, v)| *k == "type" && v == t))
+                .map(|x| x.value)
+        };
+        assert_eq!((value("Available"), value("Ready")), (Some(1.0), Some(0.0)));
+        assert_eq!(
+            s[0].labels[..2],
+            [("namespace", "ns".into()), ("cluster", "basic".into())]
+        );
+    }
 }

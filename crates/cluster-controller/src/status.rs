@@ -10,6 +10,8 @@ use operator_runtime::conditions::{self, NewCondition};
 pub struct GroupSummary<'a> {
     /// `PD` or `TiKV`.
     pub kind: &'static str,
+    /// The group's name.
+    pub name: &'a str,
     /// Desired replicas.
     pub desired: i32,
     /// Its status.
@@ -72,12 +74,15 @@ pub fn compute(
     let all_down = groups
         .iter()
         .all(|g| g.status.is_none_or(|s| s.ready_replicas == 0));
-    let missing = if pd.is_none() {
+    // Why PD cannot serve the cluster; empty when it can.
+    let no_pd = if available {
+        ""
+    } else if pd.is_none() {
         "no PDGroup refers to this cluster"
     } else if id.is_none() {
         "PD has not answered yet"
     } else {
-        ""
+        "fewer than a majority of PD members are ready"
     };
     let new = [
         NewCondition::new(
@@ -88,13 +93,7 @@ pub fn compute(
             } else {
                 available::NO_PD_QUORUM
             },
-            if available {
-                String::new()
-            } else if missing.is_empty() {
-                "fewer than a majority of PD members are ready".to_string()
-            } else {
-                missing.to_string()
-            },
+            no_pd,
         ),
         NewCondition::new(
             ready::TYPE,
@@ -139,6 +138,7 @@ pub fn compute(
             "",
         ),
     ];
+    let summary = summary(groups, facts, all_down, no_pd);
     ClusterStatus {
         observed_generation: facts.generation,
         conditions: conditions::merge(&old_conditions, &new, facts.generation, now),
@@ -149,7 +149,58 @@ pub fn compute(
             .replication
             .clone()
             .or_else(|| old.and_then(|o| o.replication.clone())),
+        summary: Some(summary),
     }
+}
+
+/// The Cluster's one line: paused or suspended first, then what each group that is not simply
+/// ready is doing (its own summary, named when the Cluster has several groups of its kind), else
+/// that everything is ready. `no_pd`: why PD cannot serve yet, empty when it can.
+fn summary(groups: &[GroupSummary], facts: &ClusterFacts, all_down: bool, no_pd: &str) -> String {
+    if facts.paused {
+        return "paused".to_string();
+    }
+    if facts.suspend_compute {
+        let running: i32 = groups
+            .iter()
+            .map(|g| g.status.map_or(0, |s| s.ready_replicas))
+            .sum();
+        return if all_down {
+            "suspended".to_string()
+        } else {
+            format!("suspending: {running} instances still running")
+        };
+    }
+    let mut busy = Vec::new();
+    let mut ready = Vec::new();
+    for g in groups {
+        let same_kind = groups.iter().filter(|o| o.kind == g.kind).count();
+        let status = g.status;
+        let line = status
+            .and_then(|s| s.summary.clone())
+            .unwrap_or_else(|| format!("{} {} starting", g.kind, g.name));
+        let settled = status.is_some_and(|s| {
+            conditions::is_true(&s.conditions, ready::TYPE)
+                && !conditions::is_true(&s.conditions, progressing::TYPE)
+        });
+        let line = if same_kind > 1 {
+            format!("{}: {line}", g.name)
+        } else {
+            line
+        };
+        if settled {
+            ready.push(line);
+        } else {
+            busy.push(line);
+        }
+    }
+    if !busy.is_empty() {
+        return busy.join("; ");
+    }
+    if !no_pd.is_empty() {
+        return format!("waiting for PD: {no_pd}");
+    }
+    format!("ready: {}", ready.join(", "))
 }
 
 #[cfg(test)]
@@ -179,11 +230,13 @@ mod tests {
         let groups = [
             GroupSummary {
                 kind: "PD",
+                name: "basic-pd",
                 desired: 3,
                 status: Some(&pd),
             },
             GroupSummary {
                 kind: "TiKV",
+                name: "basic-tikv",
                 desired: 3,
                 status: Some(&tikv),
             },
@@ -210,11 +263,13 @@ mod tests {
         let groups = [
             GroupSummary {
                 kind: "PD",
+                name: "basic-pd",
                 desired: 3,
                 status: Some(&pd),
             },
             GroupSummary {
                 kind: "TiKV",
+                name: "basic-tikv",
                 desired: 3,
                 status: Some(&tikv),
             },
@@ -233,11 +288,107 @@ mod tests {
         );
     }
 
+    fn with_summary(ready: i32, ready_cond: bool, summary: &str) -> GroupStatus {
+        GroupStatus {
+            summary: Some(summary.into()),
+            ..gs(ready, ready_cond)
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_is_going_on_in_one_line() {
+        let facts = ClusterFacts {
+            pd_url: Some("http://p:2379".into()),
+            id: Some(42),
+            ..Default::default()
+        };
+        let summary = |groups: &[GroupSummary], facts: &ClusterFacts| {
+            compute(None, groups, facts, now()).summary.unwrap()
+        };
+        let pd = with_summary(3, true, "PD 3/3 ready");
+        let tikv = with_summary(
+            6,
+            false,
+            "rolling TiKV 2/6: evicting leaders from store 5 (3 left)",
+        );
+        let g = |kind, name, status| GroupSummary {
+            kind,
+            name,
+            desired: 3,
+            status: Some(status),
+        };
+        let groups = [g("PD", "basic-pd", &pd), g("TiKV", "basic-tikv", &tikv)];
+        assert_eq!(
+            summary(&groups, &facts),
+            "rolling TiKV 2/6: evicting leaders from store 5 (3 left)"
+        );
+        let tikv_ready = with_summary(3, true, "TiKV 3/3 ready");
+        let groups = [
+            g("PD", "basic-pd", &pd),
+            g("TiKV", "basic-tikv", &tikv_ready),
+        ];
+        assert_eq!(
+            summary(&groups, &facts),
+            "ready: PD 3/3 ready, TiKV 3/3 ready"
+        );
+        // Two groups of one kind: each is named.
+        let hot = with_summary(2, false, "scaling out TiKV 2/3");
+        let groups = [
+            g("PD", "basic-pd", &pd),
+            g("TiKV", "basic-tikv", &tikv_ready),
+            g("TiKV", "hot-tikv", &hot),
+        ];
+        assert_eq!(summary(&groups, &facts), "hot-tikv: scaling out TiKV 2/3");
+        // Ready groups, but PD cannot serve.
+        let groups = [
+            g("PD", "basic-pd", &pd),
+            g("TiKV", "basic-tikv", &tikv_ready),
+        ];
+        let no_id = ClusterFacts {
+            id: None,
+            ..facts.clone()
+        };
+        assert_eq!(
+            summary(&groups, &no_id),
+            "waiting for PD: PD has not answered yet"
+        );
+        assert_eq!(
+            summary(&[], &facts),
+            "waiting for PD: no PDGroup refers to this cluster"
+        );
+        // Paused and suspended come first.
+        let paused = ClusterFacts {
+            paused: true,
+            ..facts.clone()
+        };
+        assert_eq!(summary(&groups, &paused), "paused");
+        let suspend = ClusterFacts {
+            suspend_compute: true,
+            ..facts.clone()
+        };
+        assert_eq!(
+            summary(&groups, &suspend),
+            "suspending: 6 instances still running"
+        );
+        let down = with_summary(0, false, "TiKV 0/3 ready");
+        let groups = [g("PD", "basic-pd", &down), g("TiKV", "basic-tikv", &down)];
+        assert_eq!(summary(&groups, &suspend), "suspended");
+        // A group that has not reported yet.
+        let groups = [GroupSummary {
+            kind: "PD",
+            name: "basic-pd",
+            desired: 3,
+            status: None,
+        }];
+        assert_eq!(summary(&groups, &facts), "PD basic-pd starting");
+    }
+
     #[test]
     fn no_quorum_or_no_pd_is_not_available() {
         let pd = gs(1, false);
         let groups = [GroupSummary {
             kind: "PD",
+            name: "basic-pd",
             desired: 3,
             status: Some(&pd),
         }];

@@ -109,6 +109,13 @@ pub fn status<G: GroupKind>(
             "{ready}/{desired} ready, {updated}/{desired} at {update_revision}, {leaving} leaving"
         )
     };
+    let summary = crate::summary::group(
+        <G::Instance as kube::Resource>::kind(&()).as_ref(),
+        desired,
+        instances,
+        update_revision,
+        &synced,
+    );
     let new = [
         NewCondition::new(
             ready::TYPE,
@@ -149,6 +156,7 @@ pub fn status<G: GroupKind>(
             G::COMPONENT,
             &group_name,
         ))),
+        summary: Some(summary),
     }
 }
 
@@ -245,6 +253,7 @@ spec:
         assert!(conditions::is_true(&s.conditions, "Ready"));
         assert!(!conditions::is_true(&s.conditions, "Progressing"));
         assert_eq!(s.version.as_deref(), Some("v8.5.0"));
+        assert_eq!(s.summary.as_deref(), Some("TiKV 3/3 ready"));
     }
 
     #[test]

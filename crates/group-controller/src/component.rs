@@ -211,6 +211,7 @@ impl GroupKind for PDGroup {
         InstanceView {
             leader: status.is_some_and(|s| s.is_leader),
             topology: pd.spec.topology.clone(),
+            activity: crate::summary::pd_activity(pd),
             ..common_view(&pd.metadata, status.map(|s| &s.common))
         }
     }
@@ -275,6 +276,7 @@ impl GroupKind for TiKVGroup {
                 .and_then(|s| conditions::find(&s.common.conditions, store_down::TYPE))
                 .filter(|c| c.status == conditions::TRUE)
                 .map(|c| c.last_transition_time.0.as_second()),
+            activity: crate::summary::tikv_activity(tikv),
             ..common_view(&tikv.metadata, status.map(|s| &s.common))
         }
     }

@@ -4,9 +4,11 @@
 
 pub mod build;
 pub mod component;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod revision;
+pub mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,31 +41,34 @@ pub fn conditions_ready(status: &GroupStatus) -> bool {
     operator_runtime::conditions::is_true(&status.conditions, api::conditions::ready::TYPE)
 }
 
-fn error_policy<G: GroupKind>(_group: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "group reconcile failed");
+fn error_policy<G: GroupKind>(group: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
+    // Called outside the reconcile's span: the line names the group itself.
+    tracing::warn!(
+        %error,
+        kind = %G::kind(&()),
+        namespace = group.meta().namespace.as_deref().unwrap_or_default(),
+        cluster = %group.cluster().name,
+        group = %group.name_any(),
+        "group reconcile failed"
+    );
     ctx.metrics.failure(G::kind(&()).as_ref(), error.category());
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller of one group kind until shutdown.
-async fn run_kind<G: GroupKind>(
-    client: Client,
-    ctx: Arc<Context>,
-    concurrency: u16,
-    ns: Option<String>,
-) {
-    let groups: Api<G> = operator_runtime::scoped_api(client.clone(), ns.as_deref());
+/// The controller of one group kind.
+fn controller<G: GroupKind>(client: Client, concurrency: u16, ns: Option<&str>) -> Controller<G> {
+    let groups: Api<G> = operator_runtime::scoped_api(client.clone(), ns);
     let controller = Controller::new(groups, watcher::Config::default())
         .with_config(Config::default().concurrency(concurrency));
     let store = controller.store();
     controller
         .owns(
-            operator_runtime::scoped_api::<G::Instance>(client.clone(), ns.as_deref()),
+            operator_runtime::scoped_api::<G::Instance>(client.clone(), ns),
             watcher::Config::default(),
         )
         // A Cluster that appears, pauses or resumes wakes the groups that refer to it.
         .watches(
-            operator_runtime::scoped_api::<Cluster>(client, ns.as_deref()),
+            operator_runtime::scoped_api::<Cluster>(client, ns),
             watcher::Config::default(),
             move |cluster: Cluster| {
                 let ns = cluster.namespace();
@@ -76,16 +81,23 @@ async fn run_kind<G: GroupKind>(
             },
         )
         .shutdown_on_signal()
-        .run(reconcile::reconcile::<G>, error_policy::<G>, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
 }
 
 /// Runs both group controllers until shutdown, over one namespace or all.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
-    let ctx = Arc::new(Context::new(client.clone(), metrics, NAME));
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), NAME));
+    for kind in ["PDGroup", "TiKVGroup"] {
+        metrics.declare_failures(kind, reconcile::Error::CATEGORIES);
+    }
+    let ns = namespace.as_deref();
+    let pds = controller::<PDGroup>(client.clone(), concurrency, ns);
+    let tikvs = controller::<TiKVGroup>(client, concurrency, ns);
+    metrics::register(&metrics, pds.store(), tikvs.store());
     tokio::join!(
-        run_kind::<PDGroup>(client.clone(), ctx.clone(), concurrency, namespace.clone()),
-        run_kind::<TiKVGroup>(client, ctx, concurrency, namespace)
+        pds.run(reconcile::reconcile, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(())),
+        tikvs
+            .run(reconcile::reconcile, error_policy, ctx)
+            .for_each(|_| futures::future::ready(()))
     );
 }

@@ -32,6 +32,8 @@ pub struct InstanceView {
     pub replacement_for: Option<String>,
     /// Topology the instance is pinned to.
     pub topology: Option<BTreeMap<String, String>>,
+    /// What it is doing or what stops it, in a few words, for the group's summary.
+    pub activity: Option<String>,
 }
 
 /// Settings of the group relevant to planning.

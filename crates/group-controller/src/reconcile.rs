@@ -36,6 +36,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::category`].
+    pub const CATEGORIES: &[&str] = &["kube", "invalid"];
+
     /// Low-cardinality category for metrics.
     pub fn category(&self) -> &'static str {
         match self {

@@ -32,6 +32,8 @@ pub struct Context {
     pub kube: operator_runtime::context::Context,
     /// One PD client per cluster, shared by both kinds' reconcilers.
     pub pd: Arc<pdclient::Registry<ClusterKey>>,
+    /// What the reconciles observe for `/metrics` (leader evictions).
+    pub observed: crate::metrics::Observed,
 }
 
 impl Context {
@@ -73,6 +75,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::category`].
+    pub const CATEGORIES: &[&str] = &["kube", "pd", "invalid", "bug"];
+
     /// Low-cardinality category for metrics.
     pub fn category(&self) -> &'static str {
         match self {
@@ -85,8 +90,10 @@ impl Error {
 }
 
 /// After an error: try again soon, except for an object that cannot work until it changes.
-pub fn error_policy<K: InstanceKind>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, kind = %K::kind(&()), "instance reconcile failed");
+pub fn error_policy<K: InstanceKind>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    // Called outside the reconcile's span: enter one that names the instance.
+    let _span = crate::instance::execute::span(obj.as_ref()).entered();
+    tracing::warn!(%error, "instance reconcile failed");
     ctx.kube
         .metrics
         .failure(K::kind(&()).as_ref(), error.category());

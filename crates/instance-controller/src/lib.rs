@@ -10,6 +10,7 @@
 pub mod context;
 pub mod instance;
 pub mod kind;
+pub mod metrics;
 pub mod pd;
 pub mod resources;
 pub mod status;
@@ -82,18 +83,26 @@ fn controller<K: InstanceKind>(
 /// requests under its own kind; both share one PD client per cluster.
 pub async fn run(client: Client, metrics: Metrics, concurrency: u16, namespace: Option<String>) {
     let pd = Context::pd_registry(&metrics);
+    for kind in ["PD", "TiKV"] {
+        metrics.declare_failures(kind, context::Error::CATEGORIES);
+    }
+    let observed = metrics::Observed::register(&metrics);
     let context = |kind: &str| {
         let client = operator_runtime::counted::client(client.clone(), metrics.clone(), kind);
         Arc::new(Context {
             kube: operator_runtime::context::Context::new(client, metrics.clone(), NAME),
             pd: pd.clone(),
+            observed: observed.clone(),
         })
     };
     let (pd_ctx, tikv_ctx) = (context("PD"), context("TiKV"));
-    let members = controller::<PD>(&pd_ctx.kube.client, concurrency, namespace.as_deref())
+    let members = controller::<PD>(&pd_ctx.kube.client, concurrency, namespace.as_deref());
+    let stores = controller::<TiKV>(&tikv_ctx.kube.client, concurrency, namespace.as_deref());
+    metrics::register_state(&metrics, members.store(), stores.store());
+    let members = members
         .run(pd::reconcile, context::error_policy::<PD>, pd_ctx)
         .for_each(|_| futures::future::ready(()));
-    let stores = controller::<TiKV>(&tikv_ctx.kube.client, concurrency, namespace.as_deref())
+    let stores = stores
         .run(tikv::reconcile, context::error_policy::<TiKV>, tikv_ctx)
         .for_each(|_| futures::future::ready(()));
     tokio::join!(members, stores);

@@ -162,6 +162,7 @@ mod tests {
             state,
             leader_count: 0,
             region_count: 0,
+            region_size_mib: 0,
             zone: None,
         }
     }

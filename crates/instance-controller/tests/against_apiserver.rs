@@ -5,43 +5,14 @@
 
 use std::time::Duration;
 
-use api::v1alpha1::{Cluster, ClusterStatus, TiKV};
+use api::v1alpha1::{Cluster, TiKV};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator_runtime::conditions;
 use testenv::wait_for;
 
-/// A namespace with a Cluster whose PD URL points at a closed port, and its own controller.
-async fn setup() -> (Client, String, tokio::task::JoinHandle<()>) {
-    let cp = testenv::shared();
-    let ns = cp.create_namespace("instance").await;
-    let client = cp.client();
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &ns);
-    let cluster: Cluster = serde_yaml::from_str(
-        "{apiVersion: core.tikv.org/v1alpha1, kind: Cluster, metadata: {name: basic}, spec: {}}",
-    )
-    .unwrap();
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap();
-    // Port 1 on loopback: connection refused at once, like a PD that is down.
-    let status = ClusterStatus {
-        pd: Some("http://127.0.0.1:1".into()),
-        ..Default::default()
-    };
-    operator_runtime::ssa::apply_status(&clusters, "test/cluster", "basic", &status)
-        .await
-        .unwrap();
-    let controller = tokio::spawn(instance_controller::run(
-        client.clone(),
-        operator_runtime::metrics::Metrics::new(),
-        2,
-        Some(ns.clone()),
-    ));
-    (client, ns, controller)
-}
+mod common;
 
 fn tikv(name: &str, revision: &str, config: &str) -> TiKV {
     serde_yaml::from_str(&format!(
@@ -62,7 +33,12 @@ spec:
 
 #[tokio::test]
 async fn builds_pod_config_and_volumes_and_recreates_pods() {
-    let (client, ns, controller) = setup().await;
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        metrics,
+    } = common::with_unreachable_pd("instance").await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     tikvs
@@ -123,6 +99,18 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
         "PodNotReady"
     );
     assert!(conditions::is_true(&status.common.conditions, "Synced"));
+    // /metrics reads the store from the controller's cache: not Ready, nothing else wrong.
+    let text = metrics.encode();
+    let series = |condition: &str| {
+        format!(
+            r#"tikv_operator_abnormal_instance{{namespace="{ns}",cluster="basic",component="tikv",group="basic-tikv",instance="t1",condition="{condition}"}}"#
+        )
+    };
+    assert!(text.contains(&format!("{} 1.0", series("Ready"))), "{text}");
+    assert!(
+        text.contains(&format!("{} 0.0", series("Synced"))),
+        "{text}"
+    );
     assert!(
         tikvs
             .get("t1")
@@ -196,7 +184,12 @@ async fn builds_pod_config_and_volumes_and_recreates_pods() {
 
 #[tokio::test]
 async fn refuses_a_config_that_sets_operator_keys() {
-    let (client, ns, controller) = setup().await;
+    let common::Setup {
+        client,
+        ns,
+        controller,
+        ..
+    } = common::with_unreachable_pd("instance").await;
     let tikvs: Api<TiKV> = Api::namespaced(client.clone(), &ns);
     tikvs
         .create(

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{AttemptError, Error};
 use crate::types::{
     ClusterInfo, ClusterStatus, EvictLeaderConfig, Member, MemberHealth, Members, RegionInfo,
-    RegionsList, ReplicationConfig, StoreInfo, StoreStateName, StoresList,
+    RegionsList, ReplicationConfig, StoreInfo, StoreProgress, StoreStateName, StoresList,
 };
 
 /// Name of PD's shared leader-eviction scheduler (one scheduler, one entry per store).
@@ -304,6 +304,14 @@ impl PdClient {
             .await
     }
 
+    /// Sets `schedule.replica-schedule-limit`, how many replica moves (e.g. off a store being
+    /// removed) PD runs at once (`POST /config/schedule`, merged into the config).
+    pub async fn set_replica_schedule_limit(&self, limit: u64) -> Result<(), Error> {
+        let body = serde_json::json!({ "replica-schedule-limit": limit });
+        self.post_json("/config/schedule", "/config/schedule", &body)
+            .await
+    }
+
     // ---- stores -------------------------------------------------------------------------
 
     /// All stores, tombstones included (`GET /stores/check`; on a PD older than v7.5 that lacks
@@ -374,6 +382,17 @@ impl PdClient {
         .map(drop)
     }
 
+    /// `GET /stores/progress?id={id}`: how far PD got removing (or preparing) the store; `None`
+    /// when PD tracks no progress for it (it is Up, or already a tombstone).
+    pub async fn store_progress(&self, store_id: u64) -> Result<Option<StoreProgress>, Error> {
+        let path = format!("/stores/progress?id={store_id}");
+        match self.get_json("/stores/progress", &path).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `DELETE /stores/remove-tombstone`: forgets every tombstone that holds no regions.
     pub async fn remove_tombstones(&self) -> Result<(), Error> {
         self.send(
@@ -397,21 +416,6 @@ impl PdClient {
             "/store/{id}/label",
             &format!("/store/{store_id}/label"),
             labels,
-        )
-        .await
-    }
-
-    /// `POST /stores/limit`: sets the add-peer and remove-peer rate (operations per minute) of
-    /// every store, and the default for new stores.
-    ///
-    /// PD (seen on 8.1) can lose this update: other code paths rewrite the store-limit map from
-    /// an older copy. Read `GET /stores/limit` back if it matters; `schedule.store-balance-rate`
-    /// in PD's config file sets the default reliably at startup.
-    pub async fn set_all_store_limit(&self, rate_per_minute: f64) -> Result<(), Error> {
-        self.post_json(
-            "/stores/limit",
-            "/stores/limit",
-            &serde_json::json!({ "rate": rate_per_minute }),
         )
         .await
     }

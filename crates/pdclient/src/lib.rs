@@ -30,5 +30,5 @@ pub use registry::Registry;
 pub use types::{
     ClusterInfo, ClusterStatus, DownPeer, Member, MemberHealth, Members, NodeState, RegionEpoch,
     RegionInfo, RegionPeer, ReplicationConfig, ResponseHeader, Store, StoreInfo, StoreLabel,
-    StoreState, StoreStateName, StoreStatus,
+    StoreProgress, StoreState, StoreStateName, StoreStatus,
 };

@@ -347,6 +347,33 @@ pub struct StoreInfo {
     pub status: StoreStatus,
 }
 
+/// `GET /stores/progress?id=N`: how far PD got removing (`action` `removing`) or preparing
+/// (`preparing`, a new store filling up) a store. PD measures it by region size: `progress` is
+/// the share moved (0 to 1), `current_speed` MiB per second over its recent window,
+/// `left_seconds` the rest at that speed (`f64::MAX` while PD has no speed yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreProgress {
+    /// `removing` or `preparing`.
+    pub action: String,
+    /// The store.
+    pub store_id: u64,
+    /// Done, from 0 to 1.
+    pub progress: f64,
+    /// MiB per second.
+    pub current_speed: f64,
+    /// Seconds left at the current speed; `f64::MAX` when unknown.
+    pub left_seconds: f64,
+}
+
+impl StoreProgress {
+    /// The seconds left, when PD has measured a speed (it reports `f64::MAX` until then).
+    pub fn eta_seconds(&self) -> Option<f64> {
+        (self.left_seconds.is_finite() && self.left_seconds >= 0.0 && self.left_seconds < 1e12)
+            .then_some(self.left_seconds)
+    }
+}
+
 /// `{"count":N,"stores":[…]}` of the store list endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -10,7 +10,7 @@ use kube::Client;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::server::{self, Readiness};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, LogFormat, Tracing};
 
 /// Command-line flags common to every controller.
 #[derive(clap::Args, Clone, Debug)]
@@ -36,6 +36,13 @@ pub struct CommonArgs {
     /// How many objects each controller reconciles at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+    /// Export the reconcile spans over OTLP/gRPC to this endpoint, e.g.
+    /// `http://jaeger-collector.observability:4317` (off when unset).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default: `tikv-operator-<controller>`).
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
 }
 
 /// Why a controller process stopped.
@@ -53,6 +60,9 @@ pub enum Error {
     /// Another replica took the lease; exiting lets the Deployment restart us as a candidate.
     #[error("lost the leader lease {0}")]
     LostLease(String),
+    /// Span export could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::Error),
 }
 
 /// Runs a controller: `start` receives a client and the metrics and runs until shutdown.
@@ -66,9 +76,37 @@ where
     F: FnOnce(Client, Metrics) -> Fut,
     Fut: Future<Output = ()>,
 {
-    telemetry::init(args.log_format);
+    let tracing = Tracing {
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        service_name: args
+            .otlp_service_name
+            .clone()
+            .unwrap_or_else(|| format!("tikv-operator-{controller}")),
+    };
+    let telemetry = telemetry::init(args.log_format, &tracing)?;
+    let result = serve(controller, args, crds, start).await;
+    // The spans of the last reconciles go out before the process ends.
+    telemetry.shutdown();
+    result
+}
+
+/// [`run`] once logging is set up.
+async fn serve<F, Fut>(
+    controller: &str,
+    args: CommonArgs,
+    crds: &[&str],
+    start: F,
+) -> Result<(), Error>
+where
+    F: FnOnce(Client, Metrics) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(endpoint) = &args.otlp_endpoint {
+        tracing::info!(endpoint, "exporting reconcile spans over OTLP");
+    }
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
+    metrics.set_build_info(controller, env!("CARGO_PKG_VERSION"));
     let readiness = Readiness::default();
     let addr = server::serve(args.metrics_addr, readiness.clone(), metrics.clone()).await?;
     tracing::info!(controller, %addr, "serving /healthz, /readyz and /metrics");

@@ -10,8 +10,10 @@ pub mod crds;
 pub mod finalizer;
 pub mod leader;
 pub mod metrics;
+pub mod process;
 pub mod server;
 pub mod ssa;
+pub mod state_metrics;
 pub mod telemetry;
 
 /// Field manager prefix; each controller applies as `tikv-operator/<controller>`.

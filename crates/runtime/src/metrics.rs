@@ -2,15 +2,19 @@
 //! category, reconcile duration, and the requests a controller sends to the API server and to PD
 //! (how hard it works them, per reconciled kind).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The prefix of the operator's own metric names.
+pub const PREFIX: &str = "tikv_operator";
 
 /// Labels of the per-kind metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,14 +54,25 @@ pub struct PdLabels {
     pub outcome: String,
 }
 
-/// The metrics of one controller process.
+/// Labels of the build info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The controller, e.g. `instance-controller`.
+    pub controller: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The metrics of one controller process. Controllers add their own families
+/// ([`Metrics::register`]) and collectors of their objects' state ([`Metrics::register_collector`]).
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    registry: Arc<RwLock<Registry>>,
     runs: Family<KindLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
     leader: Gauge,
+    build: Family<BuildLabels, Gauge>,
     api_requests: Family<ApiLabels, Counter>,
     pd_requests: Family<PdLabels, Counter>,
 }
@@ -65,7 +80,10 @@ pub struct Metrics {
 impl Metrics {
     /// A registry with the reconcile metrics, prefixed `tikv_operator`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tikv_operator");
+        // The process metrics keep their conventional names; everything else is ours.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let runs = Family::<KindLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
         // Reconciles are mostly milliseconds; PD calls can take seconds.
@@ -75,6 +93,7 @@ impl Metrics {
             ])
         });
         let leader = Gauge::default();
+        let build = Family::<BuildLabels, Gauge>::default();
         let api_requests = Family::<ApiLabels, Counter>::default();
         let pd_requests = Family::<PdLabels, Counter>::default();
         registry.register("reconcile_runs", "Reconciles run", runs.clone());
@@ -94,6 +113,11 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
+            "build_info",
+            "1, labelled with the controller and its version",
+            build.clone(),
+        );
+        registry.register(
             "api_requests",
             "Requests sent to the Kubernetes API server",
             api_requests.clone(),
@@ -104,11 +128,12 @@ impl Metrics {
             pd_requests.clone(),
         );
         Self {
-            registry: Arc::new(registry),
+            registry: Arc::new(RwLock::new(root)),
             runs,
             failures,
             duration,
             leader,
+            build,
             api_requests,
             pd_requests,
         }
@@ -125,6 +150,18 @@ impl Metrics {
             metrics: self.clone(),
             kind: kind.to_string(),
             start: Instant::now(),
+        }
+    }
+
+    /// Creates the failure counters of `kind` at zero, one per error category, so that they
+    /// exist before the first failure: an alert on their `increase()` then fires on the first
+    /// one, and a dashboard shows 0 rather than "no data".
+    pub fn declare_failures(&self, kind: &str, categories: &[&str]) {
+        for category in categories {
+            drop(self.failures.get_or_create(&FailureLabels {
+                kind: kind.to_string(),
+                category: category.to_string(),
+            }));
         }
     }
 
@@ -160,6 +197,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Adds a family of the controller's own, e.g. a histogram of leader-eviction durations;
+    /// `name` gets the `tikv_operator_` prefix.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .sub_registry_with_prefix(PREFIX)
+            .register(name, help, metric);
+    }
+
+    /// Adds a collector that computes metrics at each scrape (e.g. from the objects in a
+    /// controller's cache); its names get the `tikv_operator_` prefix.
+    pub fn register_collector(&self, collector: impl Collector) {
+        self.registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .sub_registry_with_prefix(PREFIX)
+            .register_collector(Box::new(collector));
+    }
+
+    /// Records which controller (and version) this process runs.
+    pub fn set_build_info(&self, controller: &str, version: &str) {
+        self.build
+            .get_or_create(&BuildLabels {
+                controller: controller.to_string(),
+                version: version.to_string(),
+            })
+            .set(1);
+    }
+
     /// Records whether this process leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -169,7 +236,8 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }
@@ -205,10 +273,12 @@ mod tests {
     #[test]
     fn counts_runs_failures_and_durations() {
         let m = Metrics::new();
+        m.declare_failures("TiKV", &["kube", "pd_unavailable"]);
         drop(m.reconcile("TiKV"));
         drop(m.reconcile("TiKV"));
         m.failure("TiKV", "pd_unavailable");
         m.set_leader(true);
+        m.set_build_info("instance-controller", "0.1.0");
         m.api_request("TiKV", "get", "pods");
         m.pd_request("GET", "/stores/check", "ok");
         let text = m.encode();
@@ -219,13 +289,25 @@ mod tests {
         assert!(text.contains(
             r#"tikv_operator_reconcile_failures_total{kind="TiKV",category="pd_unavailable"} 1"#
         ));
+        // Declared, never failed: there, at zero.
+        assert!(
+            text.contains(
+                r#"tikv_operator_reconcile_failures_total{kind="TiKV",category="kube"} 0"#
+            )
+        );
         assert!(text.contains(r#"tikv_operator_reconcile_duration_seconds_count{kind="TiKV"} 2"#));
         assert!(text.contains("tikv_operator_leader 1"));
+        assert!(text.contains(
+            r#"tikv_operator_build_info{controller="instance-controller",version="0.1.0"} 1"#
+        ));
         assert!(text.contains(
             r#"tikv_operator_api_requests_total{kind="TiKV",verb="get",resource="pods"} 1"#
         ));
         assert!(text.contains(
             r#"tikv_operator_pd_requests_total{method="GET",route="/stores/check",outcome="ok"} 1"#
         ));
+        // The process metrics keep their conventional names.
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "));
     }
 }

@@ -67,6 +67,7 @@
 
 mod certs;
 mod control_plane;
+pub mod jaeger;
 pub mod pd;
 pub mod process;
 mod wait;

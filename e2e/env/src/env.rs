@@ -62,6 +62,7 @@ impl Environment {
     ) -> Result<Environment, Error> {
         let began = Instant::now();
         node::require_tools()?;
+        node::raise_inotify_instances();
         let control_plane = ControlPlane::start(ControlPlaneOptions {
             install_crds: false,
             nodes: Some(NodeNetwork {

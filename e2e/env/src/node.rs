@@ -37,6 +37,26 @@ const KUBELET_SYSCTLS: [&str; 6] = [
     "kernel/keys/root_maxbytes",
 ];
 
+/// inotify instances per user that several environments at once need: each kubelet takes six,
+/// its containerd, the control plane and the add-ons more, all as root. Debian's default of 128
+/// runs out with two or three environments (kind documents the same limit for its nodes).
+const INOTIFY_INSTANCES: u64 = 1024;
+
+/// Raises `fs.inotify.max_user_instances` to [`INOTIFY_INSTANCES`] when it is lower (it only
+/// bounds a per-user count; nothing else changes). Without it a kubelet starts without its
+/// cAdvisor and certificate watches ("too many open files") and never registers its node.
+pub fn raise_inotify_instances() {
+    let path = Path::new("/proc/sys/fs/inotify/max_user_instances");
+    let current: Option<u64> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    if current.is_some_and(|v| v < INOTIFY_INSTANCES)
+        && let Err(e) = std::fs::write(path, INOTIFY_INSTANCES.to_string())
+    {
+        tracing::warn!(error = %e, ?current, "cannot raise fs.inotify.max_user_instances; kubelets may fail to start");
+    }
+}
+
 /// How long a node's processes may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 

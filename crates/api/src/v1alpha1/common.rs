@@ -279,6 +279,10 @@ pub struct GroupStatus {
     /// Label selector of the instances' pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// What the group is doing, in one line, e.g. `rolling TiKV 2/6: evicting leaders from
+    /// store 5` or `ready TiKV 3/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl InstanceStatus {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,7 @@ pub const DEFAULT_TIKV_STATUS_PORT: i32 = 20180;
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Updated","type":"integer","jsonPath":".status.updatedReplicas"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.version"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.summary","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.metadata.name.size() <= 40").message("a TiKVGroup name must be at most 40 characters")
 )]
@@ -197,6 +199,7 @@ fn default_tikv_status_port() -> Port {
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
     printcolumn = r#"{"name":"Leaders","type":"integer","jsonPath":".status.leaderCount"}"#,
     printcolumn = r#"{"name":"Regions","type":"integer","jsonPath":".status.regionCount"}"#,
+    printcolumn = r#"{"name":"Size","type":"string","jsonPath":".status.dataSize"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
@@ -340,4 +343,24 @@ pub struct TiKVStatus {
     /// Region peers on this store, as PD last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_count: Option<i64>,
+    /// Data the store holds: the approximate size of its region peers as PD last reported it
+    /// (PD's `region_size`), e.g. `1536Mi`. What moves when the store is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_size: Option<Quantity>,
+    /// While PD removes the store (scale-in): how far it got and when PD expects it to finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal: Option<RemovalProgress>,
+}
+
+/// How far PD got in removing a store, from PD's `/pd/api/v1/stores/progress`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovalProgress {
+    /// Share of the store's data (region size when the removal started) moved away, 0 to 100.
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: i32,
+    /// Seconds PD expects the rest to take at the current speed; unset while PD has not measured
+    /// a speed yet (or nothing moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<i64>,
 }

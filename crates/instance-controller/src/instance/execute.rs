@@ -115,6 +115,10 @@ pub async fn run<K: InstanceKind>(
     for e in events.into_iter().chain(plan.events) {
         ctx.kube.event(obj, e.type_, e.reason, e.note).await;
     }
+    let labels = crate::metrics::GroupLabels::of(obj);
+    for o in &plan.observe {
+        ctx.observed.record(&labels, o);
+    }
     Ok(plan.requeue)
 }
 

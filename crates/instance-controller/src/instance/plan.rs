@@ -14,6 +14,7 @@ use operator_runtime::conditions::{self, NewCondition};
 
 use super::facts::{Facts, Restart};
 use crate::kind::InstanceKind;
+pub use crate::metrics::Observation;
 use crate::resources::{self, Desired, Invalid};
 use crate::status;
 
@@ -185,6 +186,8 @@ pub struct Plan<K: InstanceKind> {
     pub status: Option<K::Status>,
     /// Events, published after everything else succeeded.
     pub events: Vec<Event>,
+    /// What the metrics learn from this reconcile, recorded once everything else succeeded.
+    pub observe: Vec<Observation>,
     /// When to look again.
     pub requeue: Action,
 }
@@ -199,6 +202,7 @@ impl<K: InstanceKind> Plan<K> {
             pod: PodOp::Keep,
             status: None,
             events: Vec::new(),
+            observe: Vec::new(),
             requeue,
         }
     }

@@ -128,6 +128,7 @@ fn run(f: &PdFacts) -> Plan<PD> {
         pod: pod.op,
         status: Some(status),
         events,
+        observe: Vec::new(),
         requeue,
     }
 }

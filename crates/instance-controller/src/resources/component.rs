@@ -127,6 +127,7 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
             ("peer", spec.server.ports.peer.port),
         ],
         readiness: pod::tcp_probe(spec.server.ports.client.port),
+        metrics_port: spec.server.ports.client.port,
         volumes: &spec.volumes,
         data_path: PD_DATA_DIR,
         resources: spec.resources.as_ref(),
@@ -157,6 +158,7 @@ pub fn tikv_pod_inputs<'a>(
             ("status", spec.server.ports.status.port),
         ],
         readiness: pod::http_probe("/status", spec.server.ports.status.port),
+        metrics_port: spec.server.ports.status.port,
         volumes: &spec.volumes,
         data_path: TIKV_DATA_DIR,
         resources: spec.resources.as_ref(),
@@ -251,6 +253,11 @@ spec:
         );
         let labels = pod.metadata.labels.unwrap();
         assert_eq!(labels["team"], "storage");
+        // PD serves its metrics on the client port.
+        let annotations = pod.metadata.annotations.unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], "2379");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
         assert_eq!(labels["tikv.org/revision"], "r1");
         assert_eq!(pod.metadata.owner_references.unwrap()[0].kind, "PD");
     }
@@ -268,10 +275,15 @@ spec:
   version: v8.5.0
   server: {labels: {rack: r1}}
   volumes: [{name: data, mounts: [{type: data, mountPath: /data}], storage: 1Gi}]
+  overlay: {pod: {metadata: {annotations: {prometheus.io/scrape: "false"}}}}
 "#,
         )
         .unwrap();
         let inputs = tikv_pod_inputs(&t, "ns", "http://basic-pd.ns.svc:2379").unwrap();
+        // TiKV serves its metrics on the status port; the user may turn scraping off.
+        let annotations = build_pod(&inputs).unwrap().metadata.annotations.unwrap();
+        assert_eq!(annotations["prometheus.io/port"], "20180");
+        assert_eq!(annotations["prometheus.io/scrape"], "false");
         assert!(inputs.command.contains(&"--data-dir=/data".to_string()));
         assert!(
             inputs.command.contains(

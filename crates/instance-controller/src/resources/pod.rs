@@ -55,6 +55,9 @@ pub struct PodInputs<'a> {
     pub ports: Vec<(&'static str, i32)>,
     /// Readiness probe.
     pub readiness: Probe,
+    /// The port serving `/metrics` (PD's client port, TiKV's status port), announced to
+    /// Prometheus by the `prometheus.io/*` annotations.
+    pub metrics_port: i32,
     /// Volumes of the spec.
     pub volumes: &'a [Volume],
     /// Default path of the `data` mount.
@@ -221,9 +224,10 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
         None => spec,
     };
     let mut labels = input.labels.clone();
-    let mut annotations = BTreeMap::new();
+    let mut annotations = scrape_annotations(input.metrics_port);
     if let Some(meta) = overlay.and_then(|p| p.metadata.as_ref()) {
-        // Overlay first, ours last: the operator's labels always win.
+        // Overlay first, ours last: the operator's labels always win. Annotations are the
+        // user's to override (e.g. `prometheus.io/scrape: "false"`).
         let mut merged = meta.labels.clone();
         merged.extend(labels);
         labels = merged;
@@ -234,13 +238,23 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
             name: Some(input.name.to_string()),
             namespace: Some(input.namespace.to_string()),
             labels: Some(labels),
-            annotations: (!annotations.is_empty()).then_some(annotations),
+            annotations: Some(annotations),
             owner_references: Some(vec![input.owner.clone()]),
             ..Default::default()
         },
         spec: Some(spec),
         status: None,
     })
+}
+
+/// The conventional annotations that tell an annotation-driven Prometheus (`kubernetes_sd` with
+/// the usual relabeling) where the pod's metrics are.
+pub fn scrape_annotations(port: i32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), port.to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ])
 }
 
 /// Lists merged element by element on this key instead of replaced.

@@ -12,7 +12,7 @@
 
 use api::conditions::{leaders_evicted, offlined};
 use api::events;
-use api::v1alpha1::{StoreState, TiKV};
+use api::v1alpha1::{RemovalProgress, StoreState, TiKV};
 use kube::runtime::controller::Action;
 use operator_runtime::conditions::{self, NewCondition};
 
@@ -20,6 +20,7 @@ use super::evict::{self, Step, WaitReason};
 use super::facts::{PdView, Store, TikvFacts};
 use crate::context::{RETRY, SOON, TIKV_READY, WATCH_CLOSELY};
 use crate::instance::plan;
+use crate::instance::plan::Observation;
 use crate::instance::{Event, PdOp, PdStep, Plan, Refusal, Sync};
 use crate::status;
 
@@ -51,7 +52,9 @@ fn leave(f: &TikvFacts) -> Plan<TiKV> {
     let (step, offlined) = removal(store);
     let removed = store.state == StoreState::Tombstone;
     let mut events = Vec::new();
-    let status = plan::status(i, &[offlined], None, &mut events, |s| fill(s, Some(store)));
+    let status = plan::status(i, &[offlined], None, &mut events, |s| {
+        fill(s, Some(store), snapshot.removal.as_ref())
+    });
     let mut pd: Vec<PdStep> = step.into_iter().collect();
     if removed && snapshot.evicting.contains(&store.id) {
         pd.push(PdStep::quiet(PdOp::EndEviction { store: store.id }));
@@ -109,12 +112,41 @@ fn removal(store: &Store) -> (Option<PdStep>, NewCondition) {
     }
 }
 
-/// The status fields PD reports about the store.
-fn fill(s: &mut api::v1alpha1::TiKVStatus, store: Option<&Store>) {
+/// The status fields PD reports about the store; `removal`: PD's progress in removing it.
+fn fill(
+    s: &mut api::v1alpha1::TiKVStatus,
+    store: Option<&Store>,
+    removal: Option<&pdclient::StoreProgress>,
+) {
     s.id = store.map(|st| st.id.to_string());
     s.state = store.map(|st| st.state);
     s.leader_count = store.map(|st| st.leader_count);
     s.region_count = store.map(|st| st.region_count);
+    s.data_size = store.map(|st| api::quantity::from_mib(st.region_size_mib.max(0) as u64));
+    s.removal = store
+        .filter(|st| st.state == StoreState::Offline)
+        .and(removal)
+        .map(removal_progress);
+}
+
+/// PD's removal progress as the status shows it: whole percents, and an ETA rounded so that
+/// the status (and the group's and Cluster's summaries) change every few seconds at most, not at
+/// every reconcile.
+pub fn removal_progress(p: &pdclient::StoreProgress) -> RemovalProgress {
+    let percent = (p.progress * 100.0).floor().clamp(0.0, 100.0) as i32;
+    let eta_seconds = p.eta_seconds().map(|secs| {
+        let secs = secs.ceil() as i64;
+        let step = match secs {
+            ..=60 => 5,
+            61..=600 => 10,
+            _ => 60,
+        };
+        (secs + step - 1) / step * step
+    });
+    RemovalProgress {
+        percent,
+        eta_seconds,
+    }
 }
 
 /// A store that stays (or is on its way out through `spec.offline`).
@@ -127,6 +159,7 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
     let mut pd = Vec::new();
     let mut events = Vec::new();
     let mut conditions = Vec::new();
+    let mut observe = Vec::new();
 
     // A restart moves the store's leaders away first.
     let eviction = f.eviction();
@@ -171,7 +204,9 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
                 }
                 Step::Wait(_) | Step::Nothing => (false, eviction.evicting),
             };
-            conditions.push(leaders_evicted_condition(&step, evicting_now, id, leaders));
+            let evicted = leaders_evicted_condition(&step, evicting_now, id, leaders);
+            observe.extend(eviction_ended(&eviction, &step, &evicted, i.suspending()));
+            conditions.push(evicted);
             (may, evicting_now)
         }
     };
@@ -217,8 +252,8 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
     conditions.push(ready);
     conditions.push(pod.synced);
     let status = plan::status(i, &conditions, pod.after.as_ref(), &mut events, |s| {
-        if let PdView::Answered(_) = &f.pd {
-            fill(s, store);
+        if let PdView::Answered(snapshot) = &f.pd {
+            fill(s, store, snapshot.removal.as_ref());
         }
     });
     let restarting = !leaving && runs && i.restart().is_some();
@@ -244,8 +279,24 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
         pod: pod.op,
         status: Some(status),
         events,
+        observe,
         requeue,
     }
+}
+
+/// The eviction that ends in this reconcile, for the metrics: it was under way (the stored
+/// `LeadersEvicted` is False) and now no leader is left, or the timeout makes the store restart
+/// with leaders (not when a suspend stops it with nowhere to move them).
+fn eviction_ended(
+    eviction: &evict::Facts,
+    step: &Step,
+    evicted: &NewCondition,
+    suspending: bool,
+) -> Option<Observation> {
+    let seconds = eviction.evicting_for?.as_secs_f64();
+    let timed_out = matches!(step, Step::Restart { timed_out: true }) && !suspending;
+    (timed_out || evicted.status == conditions::TRUE)
+        .then_some(Observation::LeadersEvicted { seconds, timed_out })
 }
 
 /// The Event of a restart after (or without) eviction, if it needs one.
@@ -331,6 +382,7 @@ mod tests {
             state,
             leader_count: leaders,
             region_count: 30,
+            region_size_mib: 1920,
             zone: Some("a".into()),
         }
     }
@@ -350,6 +402,7 @@ mod tests {
             others: vec![other(8, "b"), other(9, "c")],
             evicting: evicting.to_vec(),
             down_peers: down.map(<[u64]>::to_vec),
+            removal: None,
         })
     }
 
@@ -520,6 +573,7 @@ mod tests {
                 others: vec![other(8, "a"), other(9, "c")],
                 evicting: vec![7],
                 down_peers: Some(vec![8]),
+                removal: None,
             }),
         ));
         assert!(matches!(same_zone.pod, PodOp::Delete { .. }));
@@ -544,13 +598,34 @@ mod tests {
             plan.events[0].note,
             "Store 7 still has 3 leaders after 10m: restarting it anyway"
         );
-        // Before the timeout: wait.
+        assert_eq!(
+            plan.observe,
+            [Observation::LeadersEvicted {
+                seconds: 601.0,
+                timed_out: true
+            }]
+        );
+        // Before the timeout: wait, and nothing ended yet.
         let t = tikv("r2", json!({}), evicting_since(30));
         let plan = decide(&with(
             facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
             answered(Some(store(StoreState::Up, 3)), &[7], Some(&[])),
         ));
         assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(plan.observe, []);
+        // The last leader gone: the eviction took 30 s.
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 0)), &[7], Some(&[])),
+        ));
+        assert!(matches!(plan.pod, PodOp::Delete { .. }));
+        assert_eq!(
+            plan.observe,
+            [Observation::LeadersEvicted {
+                seconds: 30.0,
+                timed_out: false
+            }]
+        );
     }
 
     #[test]
@@ -699,6 +774,65 @@ mod tests {
             answered(Some(store(StoreState::Offline, 3)), &[], None),
         ));
         assert_eq!(ops(&plan), [PdOp::CancelRemoval { store: 7 }]);
+    }
+
+    #[test]
+    fn a_store_shows_its_data_size_and_while_pd_removes_it_progress_and_eta() {
+        let t = tikv(
+            "r1",
+            json!({"offline": true}),
+            json!({"currentRevision": "r1"}),
+        );
+        let progress = |progress: f64, left_seconds: f64| pdclient::StoreProgress {
+            action: "removing".into(),
+            store_id: 7,
+            progress,
+            current_speed: 2.0,
+            left_seconds,
+        };
+        let removing = |p: Option<pdclient::StoreProgress>| {
+            let mut view = answered(Some(store(StoreState::Offline, 0)), &[], None);
+            if let PdView::Answered(s) = &mut view {
+                s.removal = p;
+            }
+            decide(&with(
+                facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+                view,
+            ))
+            .status
+            .unwrap()
+        };
+        let st = removing(Some(progress(0.456, 131.2)));
+        assert_eq!(st.data_size.as_ref().map(|q| q.0.as_str()), Some("1920Mi"));
+        assert_eq!(
+            st.removal,
+            Some(RemovalProgress {
+                percent: 45,
+                eta_seconds: Some(140)
+            })
+        );
+        // No speed measured yet: PD says f64::MAX seconds, which is no ETA.
+        let st = removing(Some(progress(0.0, f64::MAX)));
+        assert_eq!(
+            st.removal,
+            Some(RemovalProgress {
+                percent: 0,
+                eta_seconds: None
+            })
+        );
+        // PD tracks nothing (yet): no removal shown; an Up store never shows one.
+        assert_eq!(removing(None).removal, None);
+        let up = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            answered(Some(store(StoreState::Up, 3)), &[], None),
+        ));
+        assert_eq!(up.status.unwrap().removal, None);
+        // The ETA moves in steps, so the status is not rewritten at every reconcile.
+        let eta = |secs| removal_progress(&progress(0.5, secs)).eta_seconds;
+        assert_eq!(
+            (eta(3.0), eta(61.0), eta(601.0)),
+            (Some(5), Some(70), Some(660))
+        );
     }
 
     #[test]

@@ -128,6 +128,7 @@ mod tests {
             state,
             leader_count: leaders,
             region_count: 30,
+            region_size_mib: 1920,
             zone: None,
         }
     }

@@ -25,12 +25,14 @@ pub struct Store {
     pub leader_count: i64,
     /// Region peers on it.
     pub region_count: i64,
+    /// Approximate size of its region peers, in MiB.
+    pub region_size_mib: i64,
     /// Its `zone` label.
     pub zone: Option<String>,
 }
 
 /// What PD said.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum PdView {
     /// The Cluster reports no PD URL: no pod was ever started, so no store can exist.
     NoUrl,
@@ -42,7 +44,7 @@ pub enum PdView {
 }
 
 /// One PD snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// The store registered at this instance's address (the newest, if a tombstone is there too).
     pub store: Option<Store>,
@@ -52,6 +54,9 @@ pub struct Snapshot {
     pub evicting: Vec<u64>,
     /// Stores holding a peer PD reports down; `None`: not asked (no restart is near).
     pub down_peers: Option<Vec<u64>>,
+    /// How far PD got removing the store (asked only while it is Offline); `None`: not asked,
+    /// or PD tracks no progress for it.
+    pub removal: Option<pdclient::StoreProgress>,
 }
 
 /// Everything a TiKV store's decision needs.
@@ -204,6 +209,7 @@ async fn snapshot(client: &PdClient, address: &str) -> Result<Snapshot, String> 
                 state,
                 leader_count: s.status.leader_count as i64,
                 region_count: s.status.region_count as i64,
+                region_size_mib: s.status.region_size,
                 zone: s.store.label_map().remove("zone"),
             },
         ));
@@ -226,10 +232,19 @@ async fn snapshot(client: &PdClient, address: &str) -> Result<Snapshot, String> 
             .map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
+    // Progress only exists while PD removes the store; not worth a request otherwise.
+    let removal = match &this {
+        Some(s) if s.state == StoreState::Offline => client
+            .store_progress(s.id)
+            .await
+            .map_err(|e| e.to_string())?,
+        _ => None,
+    };
     Ok(Snapshot {
         store: this,
         others,
         evicting,
         down_peers: None,
+        removal,
     })
 }

@@ -16,6 +16,8 @@ use crate::instance::execute;
 /// Reconciles a TiKV store.
 pub async fn reconcile(tikv: Arc<TiKV>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.kube.metrics.reconcile("TiKV");
+    ctx.observed
+        .touch(&crate::metrics::GroupLabels::of(tikv.as_ref()));
     async {
         let (facts, pd) = facts::gather(&tikv, &ctx).await?;
         let plan = decide::decide(&facts);

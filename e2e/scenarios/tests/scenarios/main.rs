@@ -8,6 +8,7 @@ mod charts;
 mod failover;
 mod lifecycle;
 mod node_faults;
+mod prometheus;
 mod scale_in;
 mod up_down;
 mod upgrade;
