@@ -43,8 +43,10 @@ use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 
 mod trampoline;
+pub mod workload;
 
 pub use trampoline::run;
+pub use workload::{Report, Window, Workload};
 
 /// The three controllers; the chart of each is `charts/tikv-operator-<controller>`.
 pub const CONTROLLERS: [&str; 3] = [
