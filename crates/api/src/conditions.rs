@@ -71,6 +71,21 @@ pub mod leaders_evicted {
     pub const WAITING_FOR_DOWN_PEERS: &str = "WaitingForDownPeers";
 }
 
+/// `LeadersTransferredBack` (TiKV): after a restart, PD moves leaders back to the store before
+/// the group restarts the next one (bounded by `spec.restart.leaderTransferBackTimeout`).
+pub mod leaders_transferred_back {
+    /// The type.
+    pub const TYPE: &str = "LeadersTransferredBack";
+    /// The store is back and waits for its share of leaders (False).
+    pub const WAITING: &str = "Waiting";
+    /// It holds its share again (True).
+    pub const TRANSFERRED_BACK: &str = "TransferredBack";
+    /// The timeout passed first (True: the rollout goes on).
+    pub const TIMED_OUT: &str = "TimedOut";
+    /// The wait is turned off (`0s`) or a new restart began (True).
+    pub const NOT_WAITING: &str = "NotWaiting";
+}
+
 /// `Offlined` (TiKV leaving: `spec.offline` or deleted): PD removes the store.
 pub mod offlined {
     /// The type.

@@ -24,6 +24,10 @@ pub const LEADER_EVICTION_TIMEOUT: &str = "LeaderEvictionTimeout";
 pub const STOPPING_WITH_LEADERS: &str = "StoppingWithLeaders";
 /// TiKV: the restarted store is back; its evict-leader entry was removed.
 pub const LEADER_EVICTION_ENDED: &str = "LeaderEvictionEnded";
+/// TiKV: PD moved the restarted store's share of leaders back to it.
+pub const LEADERS_TRANSFERRED_BACK: &str = "LeadersTransferredBack";
+/// TiKV: the leader transfer-back timeout passed first; the rollout goes on.
+pub const LEADER_TRANSFER_BACK_TIMEOUT: &str = "LeaderTransferBackTimeout";
 /// TiKV: PD was asked to remove the store.
 pub const STORE_REMOVING: &str = "StoreRemoving";
 /// TiKV: PD refused to remove the store (its message follows).

@@ -371,11 +371,13 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
     let old_revision = instances[0].labels()[api::labels::REVISION].clone();
     for t in &instances {
         assert_eq!(t.spec.restart.leader_eviction_timeout, "10m");
+        assert_eq!(t.spec.restart.leader_transfer_back_timeout, "5m");
         report(&tikvs, t, true, false).await;
     }
 
     // The update policy is outside the template: every store learns it, none restarts.
-    let timeout = serde_json::json!({"spec": {"updatePolicy": {"leaderEvictionTimeout": "3m"}}});
+    let timeout = serde_json::json!({"spec": {"updatePolicy": {
+        "leaderEvictionTimeout": "3m", "leaderTransferBackTimeout": "0s"}}});
     groups
         .patch(
             "basic-tikv",
@@ -384,10 +386,13 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
         )
         .await
         .unwrap();
-    wait_for(30, "every store with the new eviction timeout", || async {
+    wait_for(30, "every store with the new timeouts", || async {
         let l = list(&tikvs).await;
         l.iter()
-            .all(|t| t.spec.restart.leader_eviction_timeout == "3m")
+            .all(|t| {
+                t.spec.restart.leader_eviction_timeout == "3m"
+                    && t.spec.restart.leader_transfer_back_timeout == "0s"
+            })
             .then_some(())
     })
     .await;

@@ -182,6 +182,8 @@ async fn durations() {
         (TiKVGroup, "/spec/updatePolicy/leaderEvictionTimeout"),
         (TiKVGroup, "/spec/failover/period"),
         (TiKV, "/spec/restart/leaderEvictionTimeout"),
+        (TiKVGroup, "/spec/updatePolicy/leaderTransferBackTimeout"),
+        (TiKV, "/spec/restart/leaderTransferBackTimeout"),
     ];
     for (i, (kind, ptr)) in fields.into_iter().enumerate() {
         let api = kind.api(&client, &ns);
