@@ -144,9 +144,15 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
             let (id, leaders) = store.map_or((0, 0), |s| (s.id, s.leader_count));
             let (may, evicting_now) = match &step {
                 Step::StartEviction => {
-                    let note = format!(
-                        "Evicting {leaders} leaders from store {id} before restarting its pod"
-                    );
+                    let note = if i.pod_terminating() {
+                        format!(
+                            "The pod of store {id} is being deleted: evicting its {leaders} leaders"
+                        )
+                    } else {
+                        format!(
+                            "Evicting {leaders} leaders from store {id} before restarting its pod"
+                        )
+                    };
                     let op = PdOp::StartEviction { store: id };
                     pd.push(PdStep::new(op, events::EVICTING_LEADERS, note));
                     (false, true)
@@ -648,6 +654,22 @@ mod tests {
         assert_eq!(ops(&plan), []);
         // ... but its ConfigMap and PVCs are applied again (they may be why).
         assert!(plan.apply.is_some());
+    }
+
+    #[test]
+    fn a_pod_deleted_by_someone_else_gets_its_leaders_evicted() {
+        let t = at("r1", json!({}));
+        let mut terminating = pod("t1", "r1", true);
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(crate::instance::fixtures::now()),
+        );
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(terminating)),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::StartEviction { store: 7 }]);
+        assert_eq!(reasons(&plan), ["EvictingLeaders"]);
+        assert_eq!(plan.requeue, Action::requeue(WATCH_CLOSELY));
     }
 
     #[test]

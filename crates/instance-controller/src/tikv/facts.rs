@@ -107,6 +107,7 @@ impl TikvFacts<'_> {
                     .collect()
             }),
             pod_current_and_ready: i.pod_ready_at_revision(),
+            pod_terminating: i.pod_terminating(),
             suspending: i.suspending(),
             other_targets: s.map_or(0, |s| {
                 s.others
