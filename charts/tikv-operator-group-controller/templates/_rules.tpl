@@ -1,5 +1,6 @@
 {{- define "ctl.rules" -}}
-  # Groups and their status; instance objects; Services and revisions of each group.
+  # Groups and their status; instance objects; Services, PodDisruptionBudgets and revisions of
+  # each group.
   - apiGroups: [core.tikv.org]
     resources: [clusters]
     verbs: [get, list, watch]
@@ -14,6 +15,9 @@
     verbs: [get, list, watch, create, patch, update, delete]
   - apiGroups: [""]
     resources: [services]
+    verbs: [get, list, watch, create, patch, update]
+  - apiGroups: [policy]
+    resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, update]
   - apiGroups: [apps]
     resources: [controllerrevisions]

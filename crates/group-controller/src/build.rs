@@ -1,11 +1,14 @@
-//! Pure builders: the Services of a group and its status.
+//! Pure builders: the Services of a group, its PodDisruptionBudget and its status.
 
 use std::collections::BTreeMap;
 
 use api::conditions::{progressing, ready};
 use api::v1alpha1::GroupStatus;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use operator_runtime::conditions::{self, NewCondition};
 
 use crate::component::{GroupKind, peer_service_name};
@@ -59,6 +62,32 @@ pub fn services<G: GroupKind>(group: &G) -> Vec<Service> {
         out.push(service(group, name, false, &ports[..1]));
     }
     out
+}
+
+/// The group's PodDisruptionBudget: voluntary disruptions (`kubectl drain`, a node upgrade)
+/// evict one of its pods at a time, and none while one is already down (restarting, or on a
+/// drained node), so PD keeps its quorum and every region a majority of its replicas.
+pub fn disruption_budget<G: GroupKind>(group: &G) -> PodDisruptionBudget {
+    let name = group.meta().name.clone().unwrap_or_default();
+    let selector = api::labels::group_selector(&group.cluster().name, G::COMPONENT, &name);
+    PodDisruptionBudget {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            namespace: group.meta().namespace.clone(),
+            labels: Some(selector.clone()),
+            owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// Counts and revisions of a group, computed from its instances. `collisions`: the collision

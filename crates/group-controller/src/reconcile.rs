@@ -8,6 +8,7 @@ use api::events;
 use api::v1alpha1::{Cluster, PDGroup, UpdateMode, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
@@ -150,6 +151,9 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
         ssa::apply(&api, &ctx.manager, &svc.name_any(), &svc).await?;
     }
+    let pdb = build::disruption_budget(group.as_ref());
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    ssa::apply(&api, &ctx.manager, &pdb.name_any(), &pdb).await?;
 
     let topologies = group
         .schedule_policy()

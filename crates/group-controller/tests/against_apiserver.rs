@@ -7,6 +7,8 @@ use std::time::Duration;
 use api::v1alpha1::{Cluster, InstanceStatus, PD, PDGroup, TiKV, TiKVGroup, TiKVStatus};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::conditions::{self, NewCondition};
@@ -141,6 +143,17 @@ async fn tikv_group_lifecycle() {
         .await
         .unwrap();
     assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    // A drain evicts one store at a time: the budget covers exactly the group's pods.
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get("basic-tikv")
+        .await
+        .unwrap();
+    assert_eq!(pdb.owner_references()[0].name, "basic-tikv");
+    let spec = pdb.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    let selector = spec.selector.unwrap().match_labels.unwrap();
+    assert_eq!(selector[api::labels::GROUP], "basic-tikv");
+    assert_eq!(selector[api::labels::COMPONENT], "tikv");
     Api::<ControllerRevision>::namespaced(client.clone(), &ns)
         .get(&update_revision)
         .await

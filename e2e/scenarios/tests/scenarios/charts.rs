@@ -79,6 +79,8 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             ("core.tikv.org", "pds", "delete"),
             ("", "services", "patch"),
             ("", "services", "create"),
+            ("policy", "poddisruptionbudgets", "create"),
+            ("policy", "poddisruptionbudgets", "patch"),
             ("apps", "controllerrevisions", "create"),
             ("apps", "controllerrevisions", "delete"),
         ],
