@@ -52,6 +52,8 @@ fn container_pod_kubelet_and_network_faults() {
         };
         let stores_in_pd = pd.stores().await.unwrap().len();
 
+        let workload = e2e::Workload::start(&env, "basic").await;
+
         // A killed container: the kubelet restarts it in the same pod.
         let victim = pods.get(&names[0]).await.unwrap();
         let before = e2e::restarts(&victim);
@@ -140,6 +142,7 @@ fn container_pod_kubelet_and_network_faults() {
             "no store was added (failover is off by default)"
         );
         assert_eq!(env.store_ids().await, ids, "every store kept its id");
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }
