@@ -7,6 +7,10 @@
   - apiGroups: [core.tikv.org]
     resources: [pdgroups, tikvgroups]
     verbs: [get, list, watch]
+  # The finalizer that keeps the only PD group of a live Cluster from being deleted.
+  - apiGroups: [core.tikv.org]
+    resources: [pdgroups]
+    verbs: [patch]
   - apiGroups: [core.tikv.org]
     resources: [pdgroups/status, tikvgroups/status]
     verbs: [get, patch, update]

@@ -54,6 +54,12 @@ pub mod synced {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Instance: the Cluster is suspended and the pod is gone.
     pub const SUSPENDED: &str = "Suspended";
+    /// TiKV group: scaling to 0 would take the cluster's last stores (and its data) offline;
+    /// refused, the stores stay.
+    pub const WOULD_REMOVE_ALL_STORES: &str = "WouldRemoveAllStores";
+    /// PD group: deleting the only PD group of a live Cluster would remove PD and its data;
+    /// refused, the group stays (finalizer) until the Cluster is deleted.
+    pub const DELETION_REFUSED: &str = "DeletionRefused";
 }
 
 /// `LeadersEvicted` (TiKV): PD's evict-leader scheduler moves the store's leaders away before

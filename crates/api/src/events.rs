@@ -58,6 +58,10 @@ pub const SCALE_IN_CANCELLED: &str = "ScaleInCancelled";
 pub const FAILOVER_REPLACEMENT: &str = "FailoverReplacement";
 /// Group: a replacement whose failed store is gone took its place.
 pub const FAILOVER_REPLACEMENT_ADOPTED: &str = "FailoverReplacementAdopted";
+/// TiKV group: a scale to 0 that would take every store of the cluster offline was refused.
+pub const WOULD_REMOVE_ALL_STORES: &str = "WouldRemoveAllStores";
+/// PD group: the deletion of the only PD group of a live Cluster was refused.
+pub const DELETION_REFUSED: &str = "DeletionRefused";
 /// Group: TiKV waits for PD's rollout.
 pub const WAITING_FOR_PD: &str = "WaitingForPD";
 /// Group: ZoneByZone is not safe; stores restart one at a time.
