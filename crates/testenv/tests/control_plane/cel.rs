@@ -164,7 +164,12 @@ async fn a_pd_group_keeps_a_member_and_its_quorum() {
     set(&mut five, "/spec/replicas", json!(5));
     create_ok(&api, five).await;
     // Down in steps of at most half; a majority at once is refused.
-    for (to, refused) in [(2, Some(majority)), (3, None), (1, Some(majority)), (2, None)] {
+    for (to, refused) in [
+        (2, Some(majority)),
+        (3, None),
+        (1, Some(majority)),
+        (2, None),
+    ] {
         let r = update(&api, "g", |v| set(v, "/spec/replicas", json!(to))).await;
         match refused {
             Some(message) => assert_invalid(r, message),
