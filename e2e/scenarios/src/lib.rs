@@ -212,6 +212,20 @@ impl Env {
         text
     }
 
+    /// Runs the built `kubectl` against the environment, in the scenario's namespace; its
+    /// output (stdout and stderr) and whether it succeeded.
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(testenv::bin_path("kubectl").unwrap())
+            .args(args)
+            .args(["--namespace", &self.ns])
+            .env("KUBECONFIG", self.state.kubeconfig())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
     /// A command (e.g. a client workload) that runs in the cluster network, like this process:
     /// cluster DNS, Service IPs, `KUBECONFIG` for the environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
