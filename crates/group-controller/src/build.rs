@@ -14,22 +14,32 @@ use operator_runtime::conditions::{self, NewCondition};
 use crate::component::{GroupKind, peer_service_name};
 use crate::plan::InstanceView;
 
+/// The labels of the group's pods.
+fn selector<G: GroupKind>(group: &G) -> BTreeMap<String, String> {
+    let name = group.meta().name.clone().unwrap_or_default();
+    api::labels::group_selector(&group.cluster().name, G::COMPONENT, &name)
+}
+
+/// Metadata of an object the group owns: named `name`, labelled like the group's pods.
+fn owned_meta<G: GroupKind>(group: &G, name: String) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name),
+        namespace: group.meta().namespace.clone(),
+        labels: Some(selector(group)),
+        owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
 fn service<G: GroupKind>(
     group: &G,
     name: String,
     headless: bool,
     ports: &[(&'static str, i32)],
 ) -> Service {
-    let group_name = group.meta().name.clone().unwrap_or_default();
-    let selector = api::labels::group_selector(&group.cluster().name, G::COMPONENT, &group_name);
+    let selector = selector(group);
     Service {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name),
-            namespace: group.meta().namespace.clone(),
-            labels: Some(selector.clone()),
-            owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: owned_meta(group, name),
         spec: Some(ServiceSpec {
             cluster_ip: headless.then(|| "None".to_string()),
             // Members must find each other before they are ready (PD bootstrap, TiKV join).
@@ -69,19 +79,12 @@ pub fn services<G: GroupKind>(group: &G) -> Vec<Service> {
 /// drained node), so PD keeps its quorum and every region a majority of its replicas.
 pub fn disruption_budget<G: GroupKind>(group: &G) -> PodDisruptionBudget {
     let name = group.meta().name.clone().unwrap_or_default();
-    let selector = api::labels::group_selector(&group.cluster().name, G::COMPONENT, &name);
     PodDisruptionBudget {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name),
-            namespace: group.meta().namespace.clone(),
-            labels: Some(selector.clone()),
-            owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: owned_meta(group, name),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(selector),
+                match_labels: Some(selector(group)),
                 ..Default::default()
             }),
             ..Default::default()

@@ -203,16 +203,9 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let live = views.iter().filter(|v| !v.deleting && !v.offline).count();
     let desired = usize::try_from(group.replicas()).unwrap_or(0);
     let all_stores = if G::COMPONENT == "tikv" && desired == 0 && live > 0 {
-        let others: usize = Api::<TiKVGroup>::namespaced(ctx.client.clone(), &ns)
-            .list(&ListParams::default())
+        let others: usize = other_groups::<TiKVGroup>(&ctx, &ns, cluster_name, &name)
             .await?
-            .items
             .iter()
-            .filter(|g| {
-                g.spec.cluster.name == *cluster_name
-                    && g.name_any() != name
-                    && g.metadata.deletion_timestamp.is_none()
-            })
             .map(|g| usize::try_from(g.spec.replicas).unwrap_or(0))
             .sum();
         plan::removes_all_stores(desired, live, others)
@@ -473,6 +466,26 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     }))
 }
 
+/// The other groups of kind `K` of Cluster `cluster` that are not being deleted.
+async fn other_groups<K: GroupKind>(
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+    name: &str,
+) -> Result<Vec<K>, kube::Error> {
+    Ok(Api::<K>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|g| {
+            g.cluster().name == cluster
+                && g.name_any() != name
+                && g.meta().deletion_timestamp.is_none()
+        })
+        .collect())
+}
+
 /// The finalizer that keeps the only PD group of a live Cluster from being deleted by accident.
 pub const GROUP_PROTECTION: &str = "core.tikv.org/group-protection";
 
@@ -491,17 +504,9 @@ async fn guard_pd_deletion<G: GroupKind>(
         .get_opt(cluster_name)
         .await?
         .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
-    let others = Api::<PDGroup>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default())
+    let others = other_groups::<PDGroup>(ctx, ns, cluster_name, &name)
         .await?
-        .items
-        .iter()
-        .filter(|g| {
-            g.spec.cluster.name == *cluster_name
-                && g.name_any() != name
-                && g.metadata.deletion_timestamp.is_none()
-        })
-        .count();
+        .len();
     let Some(why) = plan::pd_deletion_refused(cluster_live, others) else {
         let finalizers: Vec<&String> = group
             .finalizers()
