@@ -77,12 +77,19 @@ pub fn services<G: GroupKind>(group: &G) -> Vec<Service> {
 /// The group's PodDisruptionBudget: voluntary disruptions (`kubectl drain`, a node upgrade)
 /// evict one of its pods at a time, and none while one is already down (restarting, or on a
 /// drained node), so PD keeps its quorum and every region a majority of its replicas.
-pub fn disruption_budget<G: GroupKind>(group: &G) -> PodDisruptionBudget {
+/// `minAvailable` is all of its instances but one (`instances`: those not being deleted, or the
+/// desired count if more): Kubernetes takes `maxUnavailable` only for pods whose controller
+/// has a scale subresource, and a pod's controller here is its instance.
+pub fn disruption_budget<G: GroupKind>(group: &G, instances: usize) -> PodDisruptionBudget {
     let name = group.meta().name.clone().unwrap_or_default();
+    let desired = usize::try_from(group.replicas()).unwrap_or(0);
+    let min_available = instances.max(desired).saturating_sub(1);
     PodDisruptionBudget {
         metadata: owned_meta(group, name),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            min_available: Some(IntOrString::Int(
+                i32::try_from(min_available).unwrap_or(i32::MAX),
+            )),
             selector: Some(LabelSelector {
                 match_labels: Some(selector(group)),
                 ..Default::default()

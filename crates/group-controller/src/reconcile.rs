@@ -163,7 +163,8 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
         ssa::apply(&api, &ctx.manager, &svc.name_any(), &svc).await?;
     }
-    let pdb = build::disruption_budget(group.as_ref());
+    let pdb =
+        build::disruption_budget(group.as_ref(), views.iter().filter(|v| !v.deleting).count());
     let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
     ssa::apply(&api, &ctx.manager, &pdb.name_any(), &pdb).await?;
 

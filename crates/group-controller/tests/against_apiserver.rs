@@ -150,7 +150,7 @@ async fn tikv_group_lifecycle() {
         .unwrap();
     assert_eq!(pdb.owner_references()[0].name, "basic-tikv");
     let spec = pdb.spec.unwrap();
-    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, Some(IntOrString::Int(2)));
     let selector = spec.selector.unwrap().match_labels.unwrap();
     assert_eq!(selector[api::labels::GROUP], "basic-tikv");
     assert_eq!(selector[api::labels::COMPONENT], "tikv");
