@@ -4,7 +4,10 @@
 //! - a stopped kubelet makes its node NotReady while its containers keep running: PD keeps the
 //!   store Up, the operator recreates nothing, and all is Ready again once the kubelet runs;
 //! - a node cut off the network is lost to everyone: PD reports its store Down, the TiKV object
-//!   says so (`StoreDown`); plugged back in, the same store is Up and nothing was replaced.
+//!   says so (`StoreDown`); plugged back in, the same store is Up and nothing was replaced;
+//! - the PD leader's container killed: another member leads, the killed one rejoins.
+//!
+//! A client workload runs throughout: no operation fails, nothing is lost.
 
 use std::collections::BTreeMap;
 
@@ -142,6 +145,21 @@ fn container_pod_kubelet_and_network_faults() {
             "no store was added (failover is off by default)"
         );
         assert_eq!(env.store_ids().await, ids, "every store kept its id");
+
+        // The PD leader killed: the client retries onto the new leader.
+        let leader = pd.leader().await.unwrap().name;
+        let victim = pods.get(&leader).await.unwrap();
+        let before = e2e::restarts(&victim);
+        env.kill_containers(&victim);
+        wait_for(120, "a new PD leader; the old one back", || async {
+            let now = pd.leader().await.ok()?.name;
+            let p = pods.get(&leader).await.ok()?;
+            (now != leader && e2e::restarts(&p) > before && e2e::pod_serving(&p)).then_some(())?;
+            let health = pd.health().await.ok()?;
+            (health.iter().filter(|h| h.health).count() == 3).then_some(())
+        })
+        .await;
+        wait_for(60, "the Cluster Ready", cluster_ready).await;
         workload.stop().await.assert_clean();
         env.stop().await;
     })
