@@ -5,7 +5,7 @@
 //!   store Up, the operator recreates nothing, and all is Ready again once the kubelet runs;
 //! - a node cut off the network is lost to everyone: PD reports its store Down, the TiKV object
 //!   says so (`StoreDown`); plugged back in, the same store is Up and nothing was replaced;
-//! - the PD leader's container killed: another member leads, the killed one rejoins.
+//! - the PD leader's container killed: the members elect a leader, the killed one rejoins.
 //!
 //! A client workload runs throughout: no operation fails, nothing is lost.
 
@@ -151,10 +151,11 @@ fn container_pod_kubelet_and_network_faults() {
         let victim = pods.get(&leader).await.unwrap();
         let before = e2e::restarts(&victim);
         env.kill_containers(&victim);
-        wait_for(120, "a new PD leader; the old one back", || async {
-            let now = pd.leader().await.ok()?.name;
+        // (The restarted member may win the next election again: any leader will do.)
+        wait_for(180, "a PD leader; the killed member back", || async {
+            pd.leader().await.ok()?;
             let p = pods.get(&leader).await.ok()?;
-            (now != leader && e2e::restarts(&p) > before && e2e::pod_serving(&p)).then_some(())?;
+            (e2e::restarts(&p) > before && e2e::pod_serving(&p)).then_some(())?;
             let health = pd.health().await.ok()?;
             (health.iter().filter(|h| h.health).count() == 3).then_some(())
         })
