@@ -1,11 +1,16 @@
 {{- define "ctl.rules" -}}
-  # Groups and their status; instance objects; Services and revisions of each group.
+  # Groups and their status; instance objects; Services, PodDisruptionBudgets and revisions of
+  # each group.
   - apiGroups: [core.tikv.org]
     resources: [clusters]
     verbs: [get, list, watch]
   - apiGroups: [core.tikv.org]
     resources: [pdgroups, tikvgroups]
     verbs: [get, list, watch]
+  # The finalizer that keeps the only PD group of a live Cluster from being deleted.
+  - apiGroups: [core.tikv.org]
+    resources: [pdgroups]
+    verbs: [patch]
   - apiGroups: [core.tikv.org]
     resources: [pdgroups/status, tikvgroups/status]
     verbs: [get, patch, update]
@@ -14,6 +19,9 @@
     verbs: [get, list, watch, create, patch, update, delete]
   - apiGroups: [""]
     resources: [services]
+    verbs: [get, list, watch, create, patch, update]
+  - apiGroups: [policy]
+    resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, update]
   - apiGroups: [apps]
     resources: [controllerrevisions]

@@ -54,6 +54,12 @@ pub mod synced {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Instance: the Cluster is suspended and the pod is gone.
     pub const SUSPENDED: &str = "Suspended";
+    /// TiKV group: scaling to 0 would take the cluster's last stores (and its data) offline;
+    /// refused, the stores stay.
+    pub const WOULD_REMOVE_ALL_STORES: &str = "WouldRemoveAllStores";
+    /// PD group: deleting the only PD group of a live Cluster would remove PD and its data;
+    /// refused, the group stays (finalizer) until the Cluster is deleted.
+    pub const DELETION_REFUSED: &str = "DeletionRefused";
 }
 
 /// `LeadersEvicted` (TiKV): PD's evict-leader scheduler moves the store's leaders away before
@@ -69,6 +75,21 @@ pub mod leaders_evicted {
     pub const EVICTED: &str = "Evicted";
     /// Another store has down peers: the restart waits.
     pub const WAITING_FOR_DOWN_PEERS: &str = "WaitingForDownPeers";
+}
+
+/// `LeadersTransferredBack` (TiKV): after a restart, PD moves leaders back to the store before
+/// the group restarts the next one (bounded by `spec.restart.leaderTransferBackTimeout`).
+pub mod leaders_transferred_back {
+    /// The type.
+    pub const TYPE: &str = "LeadersTransferredBack";
+    /// The store is back and waits for its share of leaders (False).
+    pub const WAITING: &str = "Waiting";
+    /// It holds its share again (True).
+    pub const TRANSFERRED_BACK: &str = "TransferredBack";
+    /// The timeout passed first (True: the rollout goes on).
+    pub const TIMED_OUT: &str = "TimedOut";
+    /// The wait is turned off (`0s`) or a new restart began (True).
+    pub const NOT_WAITING: &str = "NotWaiting";
 }
 
 /// `Offlined` (TiKV leaving: `spec.offline` or deleted): PD removes the store.

@@ -24,6 +24,10 @@ pub const LEADER_EVICTION_TIMEOUT: &str = "LeaderEvictionTimeout";
 pub const STOPPING_WITH_LEADERS: &str = "StoppingWithLeaders";
 /// TiKV: the restarted store is back; its evict-leader entry was removed.
 pub const LEADER_EVICTION_ENDED: &str = "LeaderEvictionEnded";
+/// TiKV: PD moved the restarted store's share of leaders back to it.
+pub const LEADERS_TRANSFERRED_BACK: &str = "LeadersTransferredBack";
+/// TiKV: the leader transfer-back timeout passed first; the rollout goes on.
+pub const LEADER_TRANSFER_BACK_TIMEOUT: &str = "LeaderTransferBackTimeout";
 /// TiKV: PD was asked to remove the store.
 pub const STORE_REMOVING: &str = "StoreRemoving";
 /// TiKV: PD refused to remove the store (its message follows).
@@ -54,6 +58,10 @@ pub const SCALE_IN_CANCELLED: &str = "ScaleInCancelled";
 pub const FAILOVER_REPLACEMENT: &str = "FailoverReplacement";
 /// Group: a replacement whose failed store is gone took its place.
 pub const FAILOVER_REPLACEMENT_ADOPTED: &str = "FailoverReplacementAdopted";
+/// TiKV group: a scale to 0 that would take every store of the cluster offline was refused.
+pub const WOULD_REMOVE_ALL_STORES: &str = "WouldRemoveAllStores";
+/// PD group: the deletion of the only PD group of a live Cluster was refused.
+pub const DELETION_REFUSED: &str = "DeletionRefused";
 /// Group: TiKV waits for PD's rollout.
 pub const WAITING_FOR_PD: &str = "WaitingForPD";
 /// Group: ZoneByZone is not safe; stores restart one at a time.

@@ -162,7 +162,8 @@ fn every_cel_rule_is_in_the_schema_with_its_message() {
                 &template_rules[..],
                 &[
                     "a PDGroup name must be at most 40 characters",
-                    "replicas must not be negative",
+                    "a PDGroup needs at least 1 member: to stop PD keeping its data, suspend the Cluster (spec.suspendAction.suspendCompute); to remove it, delete the Cluster",
+                    "a PDGroup may lose at most half of its members in one change (PD would lose its quorum): scale down in steps",
                     "must be a duration such as 30s, 10m or 1h",
                 ],
             ]

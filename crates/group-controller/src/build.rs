@@ -1,15 +1,35 @@
-//! Pure builders: the Services of a group and its status.
+//! Pure builders: the Services of a group, its PodDisruptionBudget and its status.
 
 use std::collections::BTreeMap;
 
 use api::conditions::{progressing, ready};
 use api::v1alpha1::GroupStatus;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use operator_runtime::conditions::{self, NewCondition};
 
 use crate::component::{GroupKind, peer_service_name};
 use crate::plan::InstanceView;
+
+/// The labels of the group's pods.
+fn selector<G: GroupKind>(group: &G) -> BTreeMap<String, String> {
+    let name = group.meta().name.clone().unwrap_or_default();
+    api::labels::group_selector(&group.cluster().name, G::COMPONENT, &name)
+}
+
+/// Metadata of an object the group owns: named `name`, labelled like the group's pods.
+fn owned_meta<G: GroupKind>(group: &G, name: String) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name),
+        namespace: group.meta().namespace.clone(),
+        labels: Some(selector(group)),
+        owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
 
 fn service<G: GroupKind>(
     group: &G,
@@ -17,16 +37,9 @@ fn service<G: GroupKind>(
     headless: bool,
     ports: &[(&'static str, i32)],
 ) -> Service {
-    let group_name = group.meta().name.clone().unwrap_or_default();
-    let selector = api::labels::group_selector(&group.cluster().name, G::COMPONENT, &group_name);
+    let selector = selector(group);
     Service {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name),
-            namespace: group.meta().namespace.clone(),
-            labels: Some(selector.clone()),
-            owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: owned_meta(group, name),
         spec: Some(ServiceSpec {
             cluster_ip: headless.then(|| "None".to_string()),
             // Members must find each other before they are ready (PD bootstrap, TiKV join).
@@ -59,6 +72,32 @@ pub fn services<G: GroupKind>(group: &G) -> Vec<Service> {
         out.push(service(group, name, false, &ports[..1]));
     }
     out
+}
+
+/// The group's PodDisruptionBudget: voluntary disruptions (`kubectl drain`, a node upgrade)
+/// evict one of its pods at a time, and none while one is already down (restarting, or on a
+/// drained node), so PD keeps its quorum and every region a majority of its replicas.
+/// `minAvailable` is all of its instances but one (`instances`: those not being deleted, or the
+/// desired count if more): Kubernetes takes `maxUnavailable` only for pods whose controller
+/// has a scale subresource, and a pod's controller here is its instance.
+pub fn disruption_budget<G: GroupKind>(group: &G, instances: usize) -> PodDisruptionBudget {
+    let name = group.meta().name.clone().unwrap_or_default();
+    let desired = usize::try_from(group.replicas()).unwrap_or(0);
+    let min_available = instances.max(desired).saturating_sub(1);
+    PodDisruptionBudget {
+        metadata: owned_meta(group, name),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(
+                i32::try_from(min_available).unwrap_or(i32::MAX),
+            )),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector(group)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// Counts and revisions of a group, computed from its instances. `collisions`: the collision

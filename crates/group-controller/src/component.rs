@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use api::conditions::{offlined, store_down};
+use api::conditions::{leaders_transferred_back, offlined, store_down};
 use api::v1alpha1::{
     ClusterReference, GroupStatus, InstanceStatus, PD, PDGroup, PDSpec, SchedulePolicy,
     StoreRestart, TiKV, TiKVGroup, TiKVSpec, UpdatePolicy,
@@ -267,6 +267,13 @@ impl GroupKind for TiKVGroup {
     }
     fn view(tikv: &TiKV) -> InstanceView {
         let status = tikv.status.as_ref();
+        let mut common = common_view(&tikv.metadata, status.map(|s| &s.common));
+        // Restarted and waiting for PD to move leaders back: still unavailable to the rollout,
+        // so the next store restarts only once this one carries its share again.
+        common.ready &= !status.is_some_and(|s| {
+            conditions::find(&s.common.conditions, leaders_transferred_back::TYPE)
+                .is_some_and(|c| c.status == conditions::FALSE)
+        });
         InstanceView {
             offline: tikv.spec.offline,
             offlined: status
@@ -277,11 +284,48 @@ impl GroupKind for TiKVGroup {
                 .filter(|c| c.status == conditions::TRUE)
                 .map(|c| c.last_transition_time.0.as_second()),
             activity: crate::summary::tikv_activity(tikv),
-            ..common_view(&tikv.metadata, status.map(|s| &s.common))
+            ..common
         }
     }
     fn restart_patch(&self, tikv: &TiKV, zone_by_zone: bool) -> Option<serde_json::Value> {
         let want = StoreRestart::of(&self.spec.update_policy, zone_by_zone);
         (tikv.spec.restart != want).then(|| serde_json::json!({"spec": {"restart": want}}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tikv(conditions: serde_json::Value) -> TiKV {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.tikv.org/v1alpha1", "kind": "TiKV",
+            "metadata": {"name": "t1", "labels": {api::labels::REVISION: "r2"}},
+            "spec": {"cluster": {"name": "basic"}, "subdomain": "basic-tikv-peer",
+                     "version": "v8.5.0", "volumes": []},
+            "status": {"currentRevision": "r2", "conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    fn condition(type_: &str, status: &str) -> serde_json::Value {
+        serde_json::json!({"type": type_, "status": status, "reason": "R", "message": "",
+                           "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    }
+
+    #[test]
+    fn a_store_waiting_for_its_leaders_is_not_ready_for_the_rollout() {
+        let ready = condition("Ready", "True");
+        assert!(TiKVGroup::view(&tikv(serde_json::json!([ready]))).ready);
+        let waiting = tikv(serde_json::json!([
+            ready,
+            condition("LeadersTransferredBack", "False")
+        ]));
+        assert!(!TiKVGroup::view(&waiting).ready);
+        let back = tikv(serde_json::json!([
+            ready,
+            condition("LeadersTransferredBack", "True")
+        ]));
+        assert!(TiKVGroup::view(&back).ready);
     }
 }

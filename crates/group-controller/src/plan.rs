@@ -262,6 +262,32 @@ pub fn plan(
     actions
 }
 
+/// Why scaling a TiKV group to `desired` stores must be refused: it would take the last stores
+/// of the cluster (`live` here, none wanted by its other TiKV groups) offline, and PD would
+/// move their data nowhere. `None`: go ahead. On purpose, a user suspends the Cluster (stops
+/// every pod, keeps the data) or deletes it.
+pub fn removes_all_stores(desired: usize, live: usize, others_desired: usize) -> Option<String> {
+    (desired == 0 && live > 0 && others_desired == 0).then(|| {
+        format!(
+            "refusing to scale the cluster's last {live} stores to 0: that would remove all of its data; \
+             to stop them keeping the data, suspend the Cluster (spec.suspendAction.suspendCompute); \
+             to remove the cluster, delete the Cluster"
+        )
+    })
+}
+
+/// Why deleting a PD group must be refused: it is the only PD group of a Cluster that is not
+/// being deleted (`other_groups`: the cluster's other PD groups not being deleted). `None`: let
+/// it go.
+pub fn pd_deletion_refused(cluster_live: bool, other_groups: usize) -> Option<String> {
+    (cluster_live && other_groups == 0).then(|| {
+        "refusing to delete the only PD group of a live Cluster: PD and its data would go; \
+         to stop PD keeping its data, suspend the Cluster (spec.suspendAction.suspendCompute); \
+         to remove the cluster, delete the Cluster"
+            .to_string()
+    })
+}
+
 /// Why TiKV must not start rolling out yet under the `Default` upgrade policy: some PD group of
 /// the cluster has not finished its own rollout (PD is upgraded before TiKV). `None`: go ahead.
 pub fn pd_rollout_pending(pd_groups: &[PDGroup]) -> Option<String> {
@@ -767,6 +793,22 @@ mod tests {
             let why = pd_rollout_pending(&[g]).unwrap();
             assert!(why.contains("PDGroup pd"), "{why}");
         }
+    }
+
+    #[test]
+    fn the_last_stores_of_a_cluster_are_never_scaled_to_zero() {
+        assert!(removes_all_stores(0, 3, 0).is_some());
+        // Another group keeps stores, there is nothing to remove, or some stay.
+        assert_eq!(removes_all_stores(0, 3, 3), None);
+        assert_eq!(removes_all_stores(0, 0, 0), None);
+        assert_eq!(removes_all_stores(1, 3, 0), None);
+    }
+
+    #[test]
+    fn the_only_pd_group_of_a_live_cluster_is_not_deleted() {
+        assert!(pd_deletion_refused(true, 0).is_some());
+        assert_eq!(pd_deletion_refused(true, 1), None);
+        assert_eq!(pd_deletion_refused(false, 0), None);
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use api::conditions::{synced, zone_by_zone};
 use api::events;
-use api::v1alpha1::{Cluster, PDGroup, UpdateMode, UpgradePolicy};
+use api::v1alpha1::{Cluster, PDGroup, TiKVGroup, UpdateMode, UpgradePolicy};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
@@ -89,11 +90,23 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     let _timer = ctx.metrics.reconcile(G::kind(&()).as_ref());
     let ns = group.namespace().ok_or(Error::NoNamespace)?;
     let name = group.name_any();
+    let groups: Api<G> = Api::namespaced(ctx.client.clone(), &ns);
+    let protected = G::COMPONENT == "pd";
+    let has_finalizer = group.finalizers().iter().any(|f| f == GROUP_PROTECTION);
     if group.meta().deletion_timestamp.is_some() {
         // Instances, services and revisions go through owner references.
+        if protected && has_finalizer {
+            return guard_pd_deletion(group.as_ref(), &groups, &ctx, &ns).await;
+        }
         return Ok(Requeue::await_change());
     }
-    let groups: Api<G> = Api::namespaced(ctx.client.clone(), &ns);
+    if protected && !has_finalizer {
+        let mut finalizers = group.finalizers().to_vec();
+        finalizers.push(GROUP_PROTECTION.to_string());
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": finalizers, "resourceVersion": group.resource_version()}});
+        merge_patch(&groups, &ctx.manager, &name, &patch).await?;
+    }
     let instances_api: Api<G::Instance> = Api::namespaced(ctx.client.clone(), &ns);
     let now = Time(Timestamp::now());
 
@@ -153,6 +166,10 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
         ssa::apply(&api, &ctx.manager, &svc.name_any(), &svc).await?;
     }
+    let pdb =
+        build::disruption_budget(group.as_ref(), views.iter().filter(|v| !v.deleting).count());
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    ssa::apply(&api, &ctx.manager, &pdb.name_any(), &pdb).await?;
 
     let topologies = group
         .schedule_policy()
@@ -186,8 +203,21 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             )
         });
     let zone_by_zone = matches!(zone_mode, Some(None));
+    // The cluster's last stores are never scaled to 0: their data would go nowhere.
+    let live = views.iter().filter(|v| !v.deleting && !v.offline).count();
+    let desired = usize::try_from(group.replicas()).unwrap_or(0);
+    let all_stores = if G::COMPONENT == "tikv" && desired == 0 && live > 0 {
+        let others: usize = other_groups::<TiKVGroup>(&ctx, &ns, cluster_name, &name)
+            .await?
+            .iter()
+            .map(|g| usize::try_from(g.spec.replicas).unwrap_or(0))
+            .sum();
+        plan::removes_all_stores(desired, live, others)
+    } else {
+        None
+    };
     let view = GroupView {
-        desired: usize::try_from(group.replicas()).unwrap_or(0),
+        desired: if all_stores.is_some() { live } else { desired },
         update_revision: &update_revision,
         max_unavailable: usize::try_from(group.update_policy().max_unavailable)
             .unwrap_or(1)
@@ -353,8 +383,27 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     }
 
     let held = pd_pending.is_some();
-    let synced = match pd_pending {
-        Some(why) => {
+    let synced = match (all_stores, pd_pending) {
+        (Some(why), _) => {
+            let first = group.status().is_none_or(|s| {
+                !conditions::has_reason(
+                    &s.conditions,
+                    synced::TYPE,
+                    synced::WOULD_REMOVE_ALL_STORES,
+                )
+            });
+            if first {
+                ctx.event(
+                    group.as_ref(),
+                    EventType::Warning,
+                    events::WOULD_REMOVE_ALL_STORES,
+                    why.clone(),
+                )
+                .await;
+            }
+            NewCondition::new(synced::TYPE, false, synced::WOULD_REMOVE_ALL_STORES, why)
+        }
+        (None, Some(why)) => {
             let first = group.status().is_none_or(|s| {
                 !conditions::has_reason(&s.conditions, synced::TYPE, synced::WAITING_FOR_PD)
             });
@@ -369,7 +418,7 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
             }
             NewCondition::new(synced::TYPE, false, synced::WAITING_FOR_PD, why)
         }
-        None => NewCondition::new(synced::TYPE, true, synced::SYNCED, ""),
+        (None, None) => NewCondition::new(synced::TYPE, true, synced::SYNCED, ""),
     };
     let mut status = build::status(
         group.as_ref(),
@@ -419,6 +468,80 @@ pub async fn reconcile<G: GroupKind>(group: Arc<G>, ctx: Arc<Context>) -> Result
     } else {
         CHANGING
     }))
+}
+
+/// The other groups of kind `K` of Cluster `cluster` that are not being deleted.
+async fn other_groups<K: GroupKind>(
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+    name: &str,
+) -> Result<Vec<K>, kube::Error> {
+    Ok(Api::<K>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|g| {
+            g.cluster().name == cluster
+                && g.name_any() != name
+                && g.meta().deletion_timestamp.is_none()
+        })
+        .collect())
+}
+
+/// The finalizer that keeps the only PD group of a live Cluster from being deleted by accident.
+pub const GROUP_PROTECTION: &str = "core.tikv.org/group-protection";
+
+/// A PD group being deleted: refused (finalizer kept, `Synced=False/DeletionRefused`, a Warning
+/// Event) while it is the only one of a Cluster that is not itself being deleted; its instances
+/// are untouched meanwhile. Released once the Cluster is deleted or another PD group exists.
+async fn guard_pd_deletion<G: GroupKind>(
+    group: &G,
+    groups: &Api<G>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Requeue, Error> {
+    let name = group.name_any();
+    let cluster_name = &group.cluster().name;
+    let cluster_live = Api::<Cluster>::namespaced(ctx.client.clone(), ns)
+        .get_opt(cluster_name)
+        .await?
+        .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
+    let others = other_groups::<PDGroup>(ctx, ns, cluster_name, &name)
+        .await?
+        .len();
+    let Some(why) = plan::pd_deletion_refused(cluster_live, others) else {
+        let finalizers: Vec<&String> = group
+            .finalizers()
+            .iter()
+            .filter(|f| *f != GROUP_PROTECTION)
+            .collect();
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": finalizers, "resourceVersion": group.resource_version()}});
+        merge_patch(groups, &ctx.manager, &name, &patch).await?;
+        return Ok(Requeue::await_change());
+    };
+    let mut status = group.status().cloned().unwrap_or_default();
+    if !conditions::has_reason(&status.conditions, synced::TYPE, synced::DELETION_REFUSED) {
+        ctx.event(
+            group,
+            EventType::Warning,
+            events::DELETION_REFUSED,
+            why.clone(),
+        )
+        .await;
+    }
+    let c = NewCondition::new(synced::TYPE, false, synced::DELETION_REFUSED, why);
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[c],
+        group.meta().generation,
+        Time(Timestamp::now()),
+    );
+    ssa::apply_status(groups, &ctx.manager, &name, &status).await?;
+    // A new PD group wakes nothing here: look again now and then.
+    Ok(Requeue::requeue(CLUSTER_MISSING))
 }
 
 /// Changes only the fields in `patch` (a JSON merge patch), as `manager`: server-side apply

@@ -7,7 +7,9 @@ use std::time::Duration;
 use api::v1alpha1::{Cluster, InstanceStatus, PD, PDGroup, TiKV, TiKVGroup, TiKVStatus};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Event, Service};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use operator_runtime::conditions::{self, NewCondition};
 use testenv::wait_for;
@@ -141,6 +143,17 @@ async fn tikv_group_lifecycle() {
         .await
         .unwrap();
     assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    // A drain evicts one store at a time: the budget covers exactly the group's pods.
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get("basic-tikv")
+        .await
+        .unwrap();
+    assert_eq!(pdb.owner_references()[0].name, "basic-tikv");
+    let spec = pdb.spec.unwrap();
+    assert_eq!(spec.min_available, Some(IntOrString::Int(2)));
+    let selector = spec.selector.unwrap().match_labels.unwrap();
+    assert_eq!(selector[api::labels::GROUP], "basic-tikv");
+    assert_eq!(selector[api::labels::COMPONENT], "tikv");
     Api::<ControllerRevision>::namespaced(client.clone(), &ns)
         .get(&update_revision)
         .await
@@ -371,11 +384,13 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
     let old_revision = instances[0].labels()[api::labels::REVISION].clone();
     for t in &instances {
         assert_eq!(t.spec.restart.leader_eviction_timeout, "10m");
+        assert_eq!(t.spec.restart.leader_transfer_back_timeout, "5m");
         report(&tikvs, t, true, false).await;
     }
 
     // The update policy is outside the template: every store learns it, none restarts.
-    let timeout = serde_json::json!({"spec": {"updatePolicy": {"leaderEvictionTimeout": "3m"}}});
+    let timeout = serde_json::json!({"spec": {"updatePolicy": {
+        "leaderEvictionTimeout": "3m", "leaderTransferBackTimeout": "0s"}}});
     groups
         .patch(
             "basic-tikv",
@@ -384,10 +399,13 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
         )
         .await
         .unwrap();
-    wait_for(30, "every store with the new eviction timeout", || async {
+    wait_for(30, "every store with the new timeouts", || async {
         let l = list(&tikvs).await;
         l.iter()
-            .all(|t| t.spec.restart.leader_eviction_timeout == "3m")
+            .all(|t| {
+                t.spec.restart.leader_eviction_timeout == "3m"
+                    && t.spec.restart.leader_transfer_back_timeout == "0s"
+            })
             .then_some(())
     })
     .await;
@@ -429,5 +447,129 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
         others.iter().any(|t| t.spec.template.version == "v8.5.1"),
         "the stores that stay roll to the new template"
     );
+    controller.abort();
+}
+
+/// A Warning Event with `reason` about `name`, once it is there.
+async fn warning(client: &Client, ns: &str, reason: &str, name: &str) -> Event {
+    wait_for(30, &format!("a {reason} Warning about {name}"), || async {
+        Api::<Event>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+    })
+    .await
+}
+
+/// Scaling the cluster's only TiKVGroup to 0 takes no store offline: refused with a condition
+/// and an Event; scaling back up clears it.
+#[tokio::test]
+async fn the_last_stores_are_not_scaled_to_zero() {
+    let (client, ns, controller) = setup().await;
+    let (groups, tikvs, instances) = three_stores(&client, &ns).await;
+    for t in &instances {
+        report(&tikvs, t, true, false).await;
+    }
+    let zero = serde_json::json!({"spec": {"replicas": 0}});
+    groups
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&zero))
+        .await
+        .unwrap();
+    wait_for(30, "Synced=False/WouldRemoveAllStores", || async {
+        let s = groups.get("basic-tikv").await.ok()?.status?;
+        conditions::has_reason(&s.conditions, "Synced", "WouldRemoveAllStores").then_some(())
+    })
+    .await;
+    let e = warning(&client, &ns, "WouldRemoveAllStores", "basic-tikv").await;
+    assert!(e.message.unwrap().contains("suspend the Cluster"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let l = list(&tikvs).await;
+    assert_eq!(l.len(), 3);
+    assert!(l.iter().all(|t| !t.spec.offline), "no store taken offline");
+    let three = serde_json::json!({"spec": {"replicas": 3}});
+    groups
+        .patch("basic-tikv", &PatchParams::default(), &Patch::Merge(&three))
+        .await
+        .unwrap();
+    wait_for(30, "Synced=True again", || async {
+        let s = groups.get("basic-tikv").await.ok()?.status?;
+        conditions::is_true(&s.conditions, "Synced").then_some(())
+    })
+    .await;
+    controller.abort();
+}
+
+/// Deleting the only PDGroup of a live Cluster is refused (its members stay) until the Cluster
+/// itself is deleted.
+#[tokio::test]
+async fn the_only_pd_group_of_a_live_cluster_is_not_deleted() {
+    let (client, ns, controller) = setup().await;
+    let clusters = Api::<Cluster>::namespaced(client.clone(), &ns);
+    create(&clusters, CLUSTER).await;
+    let yaml = r#"
+apiVersion: core.tikv.org/v1alpha1
+kind: PDGroup
+metadata: {name: basic-pd}
+spec:
+  cluster: {name: basic}
+  replicas: 3
+  template: {spec: {version: v8.5.0, volumes: [{name: data, mounts: [{type: data}], storage: 1Gi}]}}
+"#;
+    let groups = Api::<PDGroup>::namespaced(client.clone(), &ns);
+    create(&groups, yaml).await;
+    let pds: Api<PD> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        30,
+        "3 PD instances and the protection finalizer",
+        || async {
+            let n = pds.list(&ListParams::default()).await.ok()?.items.len();
+            let g = groups.get("basic-pd").await.ok()?;
+            (n == 3
+                && g.finalizers()
+                    .iter()
+                    .any(|f| f == "core.tikv.org/group-protection"))
+            .then_some(())
+        },
+    )
+    .await;
+    groups
+        .delete("basic-pd", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(30, "Synced=False/DeletionRefused", || async {
+        let s = groups.get("basic-pd").await.ok()?.status?;
+        conditions::has_reason(&s.conditions, "Synced", "DeletionRefused").then_some(())
+    })
+    .await;
+    let e = warning(&client, &ns, "DeletionRefused", "basic-pd").await;
+    assert!(e.message.unwrap().contains("delete the Cluster"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(groups.get_opt("basic-pd").await.unwrap().is_some());
+    assert_eq!(
+        pds.list(&ListParams::default()).await.unwrap().items.len(),
+        3,
+        "the members are untouched"
+    );
+    // The Cluster goes: so may its PD.
+    clusters
+        .delete("basic", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(30, "the PDGroup gone", || async {
+        groups
+            .get_opt("basic-pd")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     controller.abort();
 }

@@ -3,6 +3,7 @@ module tikv-operator.local/tools/kvclient
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/pingcap/log v1.1.1-0.20221110025148-ca232912c9f3
 	github.com/tikv/client-go/v2 v2.0.7
 	go.uber.org/zap v1.24.0

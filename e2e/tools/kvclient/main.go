@@ -8,9 +8,14 @@
 //	                                        stdout in the same order (one long-lived client, with
 //	                                        its region cache, for tests that act between calls)
 //	kvclient bench --pd ... [flags]         a closed-loop load; prints one JSON line of results
+//	kvclient workload --pd ... --history F  concurrent gets, puts (unique values) and CAS on a key
+//	                                        set until stdin closes or SIGTERM; every operation's
+//	                                        start, end and result in F (JSON lines)
+//	kvclient check --pd ... --history F     reads every key back; prints whether an acknowledged
+//	                                        write was lost and whether the history is linearizable
+//	                                        (porcupine, partitioned by key)
 //
-// Keys and values are strings in the JSON. Subcommands are separate so that more workloads (e.g.
-// a linearizability-checked history) can be added beside these.
+// Keys and values are strings in the JSON.
 package main
 
 import (
@@ -50,6 +55,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "bench":
 		err = bench(os.Args[2:])
+	case "workload":
+		err = workload(os.Args[2:])
+	case "check":
+		err = check(os.Args[2:])
 	default:
 		usage()
 	}
@@ -60,7 +69,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kvclient serve|bench --pd HOST:PORT[,HOST:PORT...] [flags]")
+	fmt.Fprintln(os.Stderr, "usage: kvclient serve|bench|workload|check --pd HOST:PORT[,HOST:PORT...] [flags]")
 	os.Exit(2)
 }
 

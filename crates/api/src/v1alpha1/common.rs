@@ -173,6 +173,12 @@ pub struct UpdatePolicy {
     #[serde(default = "default_leader_eviction_timeout")]
     #[x_kube(validation = Rule::new(crate::schema::DURATION_CEL).message("must be a duration such as 30s, 10m or 1h"))]
     pub leader_eviction_timeout: String,
+    /// How long to wait, once a restarted TiKV store is Up again, for PD to move leaders back
+    /// to it before the next store restarts (so the next restart does not leave the others
+    /// with its share of the load too), as a duration such as `5m`; `0s` does not wait.
+    #[serde(default = "default_leader_transfer_back_timeout")]
+    #[x_kube(validation = Rule::new(crate::schema::DURATION_CEL).message("must be a duration such as 30s, 10m or 1h"))]
+    pub leader_transfer_back_timeout: String,
 }
 
 impl Default for UpdatePolicy {
@@ -181,6 +187,7 @@ impl Default for UpdatePolicy {
             max_unavailable: default_max_unavailable(),
             mode: UpdateMode::default(),
             leader_eviction_timeout: default_leader_eviction_timeout(),
+            leader_transfer_back_timeout: default_leader_transfer_back_timeout(),
         }
     }
 }
@@ -191,6 +198,10 @@ fn default_max_unavailable() -> i32 {
 
 pub(crate) fn default_leader_eviction_timeout() -> String {
     "10m".to_string()
+}
+
+pub(crate) fn default_leader_transfer_back_timeout() -> String {
+    "5m".to_string()
 }
 
 /// Rolling update modes.

@@ -44,8 +44,14 @@ pub struct PDGroupSpec {
     /// The Cluster this group belongs to.
     #[x_kube(validation = Rule::new("self == oldSelf").message("cluster is immutable"))]
     pub cluster: ClusterReference,
-    /// Number of PD members. Odd numbers (3, 5) tolerate the most failures per member.
-    #[x_kube(validation = Rule::new("self >= 0").message("replicas must not be negative"))]
+    /// Number of PD members, at least 1. Odd numbers (3, 5) tolerate the most failures per
+    /// member. At most half of the members may be removed in one change (PD keeps its quorum);
+    /// scale down in steps. To stop PD and keep its data, suspend the Cluster
+    /// (`spec.suspendAction.suspendCompute`); to remove everything, delete the Cluster.
+    #[x_kube(
+        validation = Rule::new("self >= 1").message("a PDGroup needs at least 1 member: to stop PD keeping its data, suspend the Cluster (spec.suspendAction.suspendCompute); to remove it, delete the Cluster"),
+        validation = Rule::new("self * 2 >= oldSelf").message("a PDGroup may lose at most half of its members in one change (PD would lose its quorum): scale down in steps")
+    )]
     pub replicas: i32,
     /// How a new template is rolled out.
     #[serde(default)]

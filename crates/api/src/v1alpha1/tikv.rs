@@ -240,6 +240,12 @@ pub struct StoreRestart {
     #[serde(default = "crate::v1alpha1::common::default_leader_eviction_timeout")]
     #[x_kube(validation = Rule::new(crate::schema::DURATION_CEL).message("must be a duration such as 30s, 10m or 1h"))]
     pub leader_eviction_timeout: String,
+    /// How long to wait, once the restarted store is Up, for PD to move leaders back to it (the
+    /// group holds the next restart meanwhile): the group's
+    /// `updatePolicy.leaderTransferBackTimeout`; `0s` does not wait.
+    #[serde(default = "crate::v1alpha1::common::default_leader_transfer_back_timeout")]
+    #[x_kube(validation = Rule::new(crate::schema::DURATION_CEL).message("must be a duration such as 30s, 10m or 1h"))]
+    pub leader_transfer_back_timeout: String,
     /// The group restarts the stores of a zone together (`ZoneByZone`, found safe): down peers in
     /// this store's own zone then do not hold its restart back.
     #[serde(default)]
@@ -252,6 +258,7 @@ impl StoreRestart {
     pub fn of(policy: &UpdatePolicy, zone_by_zone: bool) -> Self {
         Self {
             leader_eviction_timeout: policy.leader_eviction_timeout.clone(),
+            leader_transfer_back_timeout: policy.leader_transfer_back_timeout.clone(),
             zone_by_zone,
         }
     }
@@ -261,6 +268,8 @@ impl Default for StoreRestart {
     fn default() -> Self {
         Self {
             leader_eviction_timeout: crate::v1alpha1::common::default_leader_eviction_timeout(),
+            leader_transfer_back_timeout:
+                crate::v1alpha1::common::default_leader_transfer_back_timeout(),
             zone_by_zone: false,
         }
     }

@@ -101,6 +101,14 @@ impl<'a, K: InstanceKind> Facts<'a, K> {
             .filter(|p| p.meta().deletion_timestamp.is_none())
     }
 
+    /// The pod is terminating (deleted by the operator, or by anyone else: `kubectl delete
+    /// pod`, a drain, a node upgrade).
+    pub fn pod_terminating(&self) -> bool {
+        self.pod
+            .as_ref()
+            .is_some_and(|p| p.meta().deletion_timestamp.is_some())
+    }
+
     /// Why the running pod must go, if it must.
     pub fn restart(&self) -> Option<Restart> {
         let pod = self.running_pod()?;

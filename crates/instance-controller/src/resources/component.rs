@@ -14,6 +14,31 @@ pub const PD_DATA_DIR: &str = "/var/lib/pd";
 /// Default data directory of TiKV.
 pub const TIKV_DATA_DIR: &str = "/var/lib/tikv";
 
+/// The shortest termination grace period of a pod: PD hands its leadership over and TiKV
+/// flushes on SIGTERM.
+const MIN_TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// Time a store needs after its graceful shutdown to close its engines and exit.
+const TIKV_EXIT_MARGIN_SECONDS: i64 = 30;
+
+/// TiKV's default `server.graceful-shutdown-timeout`.
+const TIKV_GRACEFUL_SHUTDOWN_DEFAULT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The termination grace period of a TiKV pod: its `server.graceful-shutdown-timeout` (the time
+/// it takes on SIGTERM to hand its leaders over, whoever deleted the pod) plus time to exit, so
+/// the kubelet never SIGKILLs a store in the middle of the hand-off.
+pub fn tikv_termination_grace_seconds(config: Option<&str>) -> i64 {
+    let graceful = config
+        .and_then(|c| c.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            let server = t.get("server")?.as_table()?;
+            api::duration::parse(server.get("graceful-shutdown-timeout")?.as_str()?)
+        })
+        .unwrap_or(TIKV_GRACEFUL_SHUTDOWN_DEFAULT);
+    (graceful.as_secs_f64().ceil() as i64 + TIKV_EXIT_MARGIN_SECONDS)
+        .max(MIN_TERMINATION_GRACE_SECONDS)
+}
+
 /// Program and flags of a PD member. It listens on every address of its pod (the pod's own
 /// network namespace), so probes, Services and `kubectl port-forward` (which dials localhost in
 /// the pod) all reach it; it advertises its stable DNS name. Members listed in `initialMembers`
@@ -132,6 +157,7 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
         data_path: PD_DATA_DIR,
         resources: spec.resources.as_ref(),
         overlay: spec.overlay.as_ref(),
+        termination_grace_seconds: MIN_TERMINATION_GRACE_SECONDS,
     })
 }
 
@@ -163,6 +189,7 @@ pub fn tikv_pod_inputs<'a>(
         data_path: TIKV_DATA_DIR,
         resources: spec.resources.as_ref(),
         overlay: spec.overlay.as_ref(),
+        termination_grace_seconds: tikv_termination_grace_seconds(spec.config.as_deref()),
     })
 }
 
@@ -193,6 +220,20 @@ spec:
         .unwrap();
         pd.spec.initial_members = initial.iter().map(|s| s.to_string()).collect();
         pd
+    }
+
+    #[test]
+    fn a_store_gets_time_to_hand_its_leaders_over_before_it_is_killed() {
+        assert_eq!(tikv_termination_grace_seconds(None), 60);
+        assert_eq!(
+            tikv_termination_grace_seconds(Some("[server]\ngraceful-shutdown-timeout = \"2m\"\n")),
+            150
+        );
+        assert_eq!(
+            tikv_termination_grace_seconds(Some("[server]\ngraceful-shutdown-timeout = \"5s\"\n")),
+            60
+        );
+        assert_eq!(tikv_termination_grace_seconds(Some("[raftstore]\n")), 60);
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct PodInputs<'a> {
     pub resources: Option<&'a ResourceRequirements>,
     /// User patches.
     pub overlay: Option<&'a Overlay>,
+    /// How long the kubelet lets the process stop after SIGTERM before killing it.
+    pub termination_grace_seconds: i64,
 }
 
 /// `<instance>.<subdomain>.<namespace>.svc`: the stable address of an instance.
@@ -209,8 +211,7 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
         node_selector: input.topology.cloned(),
         containers: vec![container],
         volumes: Some(volumes),
-        // TiKV flushes and PD hands over leadership on SIGTERM; give them time.
-        termination_grace_period_seconds: Some(60),
+        termination_grace_period_seconds: Some(input.termination_grace_seconds),
         ..Default::default()
     };
     let overlay = input.overlay.and_then(|o| o.pod.as_ref());

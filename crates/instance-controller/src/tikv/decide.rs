@@ -6,11 +6,13 @@
 //!   removal is cancelled.
 //! - A restart (new revision, suspend) goes through leader eviction ([`evict::decide`]): PD's
 //!   evict-leader scheduler, no leader left (or the timeout), no down peers elsewhere; the entry
-//!   is removed once the new pod is ready and the store Up.
+//!   is removed once the new pod is ready and the store Up; then the store waits, bounded, for
+//!   PD to move its share of leaders back ([`transfer_back::decide`]), and its group holds the
+//!   next restart meanwhile (`LeadersTransferredBack=False`).
 //! - Status: Ready (pod ready, store Up), LeadersEvicted, Offlined, StoreDown, Synced, store id,
 //!   state, leader and region counts. What PD could not be asked about keeps its last value.
 
-use api::conditions::{leaders_evicted, offlined};
+use api::conditions::{leaders_evicted, leaders_transferred_back, offlined};
 use api::events;
 use api::v1alpha1::{RemovalProgress, StoreState, TiKV};
 use kube::runtime::controller::Action;
@@ -18,6 +20,7 @@ use operator_runtime::conditions::{self, NewCondition};
 
 use super::evict::{self, Step, WaitReason};
 use super::facts::{PdView, Store, TikvFacts};
+use super::transfer_back::{self, Back};
 use crate::context::{RETRY, SOON, TIKV_READY, WATCH_CLOSELY};
 use crate::instance::plan;
 use crate::instance::plan::Observation;
@@ -161,8 +164,9 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
     let mut conditions = Vec::new();
     let mut observe = Vec::new();
 
-    // A restart moves the store's leaders away first.
+    // A restart moves the store's leaders away first (and waits for some to come back after).
     let eviction = f.eviction();
+    let mut waiting_back = false;
     let (may_restart, evicting_now) = match &f.pd {
         // Nothing PD could move: no store exists, or the cluster stops without PD anyway.
         PdView::NoUrl => (true, eviction.evicting),
@@ -173,9 +177,15 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
             let (id, leaders) = store.map_or((0, 0), |s| (s.id, s.leader_count));
             let (may, evicting_now) = match &step {
                 Step::StartEviction => {
-                    let note = format!(
-                        "Evicting {leaders} leaders from store {id} before restarting its pod"
-                    );
+                    let note = if i.pod_terminating() {
+                        format!(
+                            "The pod of store {id} is being deleted: evicting its {leaders} leaders"
+                        )
+                    } else {
+                        format!(
+                            "Evicting {leaders} leaders from store {id} before restarting its pod"
+                        )
+                    };
                     let op = PdOp::StartEviction { store: id };
                     pd.push(PdStep::new(op, events::EVICTING_LEADERS, note));
                     (false, true)
@@ -207,6 +217,11 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
             let evicted = leaders_evicted_condition(&step, evicting_now, id, leaders);
             observe.extend(eviction_ended(&eviction, &step, &evicted, i.suspending()));
             conditions.push(evicted);
+            if let Some((c, event)) = transfer_back_condition(f, &step, id) {
+                waiting_back = c.status == conditions::FALSE;
+                conditions.push(c);
+                events.extend(event);
+            }
             (may, evicting_now)
         }
     };
@@ -269,6 +284,7 @@ fn run(f: &TikvFacts) -> Plan<TiKV> {
         _ if i.suspending() && pod.after.is_none() => Action::await_change(),
         (_, PdView::Unreachable(_)) => Action::requeue(RETRY),
         _ if evicting_now || restarting => Action::requeue(WATCH_CLOSELY),
+        _ if waiting_back => Action::requeue(SOON),
         _ if is_ready && !leaving => Action::requeue(TIKV_READY),
         _ => Action::requeue(SOON),
     };
@@ -327,6 +343,74 @@ fn restart_event(
         ))
     } else {
         None
+    }
+}
+
+/// `LeadersTransferredBack` after `step` (and its Event), when it changes or stays False.
+fn transfer_back_condition(
+    f: &TikvFacts,
+    step: &Step,
+    id: u64,
+) -> Option<(NewCondition, Option<Event>)> {
+    use leaders_transferred_back::{NOT_WAITING, TIMED_OUT, TRANSFERRED_BACK, TYPE, WAITING};
+    let back = f.transfer_back();
+    let timeout = &f.instance.obj.spec.restart.leader_transfer_back_timeout;
+    let not_waiting = |why: &str| Some((NewCondition::new(TYPE, true, NOT_WAITING, why), None));
+    let waiting = NewCondition::new(
+        TYPE,
+        false,
+        WAITING,
+        format!("store {id} is back: waiting up to {timeout} for PD to move leaders back to it"),
+    );
+    match step {
+        Step::EndEviction if back.timeout.is_zero() => not_waiting("the wait is turned off (0s)"),
+        Step::EndEviction => Some((waiting, None)),
+        // A new restart supersedes the wait for the last one.
+        Step::StartEviction if back.waiting_for.is_some() => {
+            not_waiting("the store restarts again")
+        }
+        Step::Nothing => match transfer_back::decide(&back) {
+            Back::Idle => None,
+            Back::Off => not_waiting("the wait is turned off (0s)"),
+            Back::Waiting { .. } => Some((waiting, None)),
+            Back::Done { target } => Some((
+                NewCondition::new(
+                    TYPE,
+                    true,
+                    TRANSFERRED_BACK,
+                    format!(
+                        "store {id} leads {} regions again (wanted {target})",
+                        back.leaders
+                    ),
+                ),
+                Some(Event::normal(
+                    events::LEADERS_TRANSFERRED_BACK,
+                    format!(
+                        "Store {id} leads {} regions again: the next store may restart",
+                        back.leaders
+                    ),
+                )),
+            )),
+            Back::TimedOut { target } => Some((
+                NewCondition::new(
+                    TYPE,
+                    true,
+                    TIMED_OUT,
+                    format!(
+                        "store {id} leads {} of {target} regions after {timeout}",
+                        back.leaders
+                    ),
+                ),
+                Some(Event::warning(
+                    events::LEADER_TRANSFER_BACK_TIMEOUT,
+                    format!(
+                        "Store {id} leads {} regions after {timeout}, {target} wanted: the next store restarts anyway",
+                        back.leaders
+                    ),
+                )),
+            )),
+        },
+        _ => None,
     }
 }
 
@@ -645,6 +729,95 @@ mod tests {
         assert_eq!(ops(&plan), []);
         // ... but its ConfigMap and PVCs are applied again (they may be why).
         assert!(plan.apply.is_some());
+    }
+
+    #[test]
+    fn a_pod_deleted_by_someone_else_gets_its_leaders_evicted() {
+        let t = at("r1", json!({}));
+        let mut terminating = pod("t1", "r1", true);
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(crate::instance::fixtures::now()),
+        );
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(terminating)),
+            answered(Some(store(StoreState::Up, 12)), &[], None),
+        ));
+        assert_eq!(ops(&plan), [PdOp::StartEviction { store: 7 }]);
+        assert_eq!(reasons(&plan), ["EvictingLeaders"]);
+        assert_eq!(plan.requeue, Action::requeue(WATCH_CLOSELY));
+    }
+
+    #[test]
+    fn after_the_eviction_the_store_waits_for_its_leaders_bounded() {
+        let c = || Some(cluster(json!({})));
+        let ready = || Some(pod("t1", "r2", true));
+        // The eviction ends: the wait begins (the group holds the next restart meanwhile).
+        let t = at("r2", json!({"currentRevision": "r2"}));
+        let plan = decide(&with(
+            facts(&t, c(), ready()),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "LeadersTransferredBack"),
+            ("False".into(), "Waiting".into())
+        );
+        // Waiting: 2 leaders of a fair share of 7 (22 over 3 stores), 4 wanted.
+        let waiting = |since: i64| {
+            at(
+                "r2",
+                json!({"currentRevision": "r2", "conditions": [
+                    condition("LeadersTransferredBack", "False", "Waiting", since)]}),
+            )
+        };
+        let t = waiting(30);
+        let plan = decide(&with(
+            facts(&t, c(), ready()),
+            answered(Some(store(StoreState::Up, 2)), &[], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "LeadersTransferredBack"),
+            ("False".into(), "Waiting".into())
+        );
+        assert_eq!(
+            (reasons(&plan), plan.requeue),
+            (vec![], Action::requeue(SOON))
+        );
+        // Back to its share: done, said once.
+        let plan = decide(&with(
+            facts(&t, c(), ready()),
+            answered(Some(store(StoreState::Up, 5)), &[], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "LeadersTransferredBack"),
+            ("True".into(), "TransferredBack".into())
+        );
+        assert_eq!(reasons(&plan), ["LeadersTransferredBack"]);
+        // The timeout (default 5m) first: the rollout goes on, with a Warning.
+        let t = waiting(301);
+        let plan = decide(&with(
+            facts(&t, c(), ready()),
+            answered(Some(store(StoreState::Up, 2)), &[], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "LeadersTransferredBack"),
+            ("True".into(), "TimedOut".into())
+        );
+        assert_eq!(plan.events[0].type_, EventType::Warning);
+        assert_eq!(reasons(&plan), ["LeaderTransferBackTimeout"]);
+        // Turned off (0s): no wait at all.
+        let off = tikv(
+            "r2",
+            json!({"restart": {"leaderTransferBackTimeout": "0s"}}),
+            json!({"currentRevision": "r2", "id": "7"}),
+        );
+        let plan = decide(&with(
+            facts(&off, c(), ready()),
+            answered(Some(store(StoreState::Up, 0)), &[7], None),
+        ));
+        assert_eq!(
+            condition_of(&plan, "LeadersTransferredBack"),
+            ("True".into(), "NotWaiting".into())
+        );
     }
 
     #[test]

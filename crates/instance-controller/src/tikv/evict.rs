@@ -1,7 +1,8 @@
 //! When a TiKV pod may be restarted: only after PD has moved its region leaders away (the
 //! evict-leader scheduler), or the eviction timeout (`spec.restart`, from its group) has passed,
 //! and never while another store has down peers (a restart then could leave regions without a
-//! quorum). Pure.
+//! quorum). A pod someone else deletes (`kubectl delete pod`, a drain) gets the scheduler too,
+//! so PD moves leaders off the stopping store rather than onto it. Pure.
 
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ pub struct Facts<'a> {
     pub down_peers: Option<Vec<u64>>,
     /// The pod is Ready at the instance's revision.
     pub pod_current_and_ready: bool,
+    /// The pod is terminating (whoever deleted it).
+    pub pod_terminating: bool,
     /// The restart is the cluster suspending: every store stops, so other stores' down peers
     /// are expected, not a reason to wait.
     pub suspending: bool,
@@ -82,6 +85,10 @@ pub fn decide(f: &Facts) -> Step {
     if !f.must_restart {
         return if f.evicting && f.pod_current_and_ready && up.is_some() {
             Step::EndEviction
+        } else if f.pod_terminating && !f.evicting && up.is_some() {
+            // Deleted by someone else: the store hands its leaders over on SIGTERM; PD must
+            // neither leave leaders on it nor move any back until its new pod is Ready.
+            Step::StartEviction
         } else {
             Step::Nothing
         };
@@ -144,6 +151,7 @@ mod tests {
             suspending: false,
             other_targets: 2,
             pod_current_and_ready: false,
+            pod_terminating: false,
         }
     }
 
@@ -230,6 +238,34 @@ mod tests {
             ..f
         };
         assert_eq!(decide(&f), Step::Nothing);
+    }
+
+    #[test]
+    fn a_pod_deleted_by_someone_else_evicts_until_the_new_one_is_ready() {
+        let s = store(12, StoreState::Up);
+        let deleted = Facts {
+            must_restart: false,
+            pod_terminating: true,
+            ..facts(Some(&s), false, &[])
+        };
+        assert_eq!(decide(&deleted), Step::StartEviction);
+        // Once in place, nothing more until the new pod is Ready; then it ends as for a restart.
+        assert_eq!(
+            decide(&Facts {
+                evicting: true,
+                ..deleted.clone()
+            }),
+            Step::Nothing
+        );
+        // A store that is not serving has nothing to move.
+        let down = store(12, StoreState::Down);
+        assert_eq!(
+            decide(&Facts {
+                store: Some(&down),
+                ..deleted
+            }),
+            Step::Nothing
+        );
     }
 
     #[test]

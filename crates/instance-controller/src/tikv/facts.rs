@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use api::conditions::leaders_evicted;
+use api::conditions::{leaders_evicted, leaders_transferred_back};
 use api::v1alpha1::{StoreState, TiKV};
 use operator_runtime::conditions;
 use pdclient::PdClient;
 
-use super::evict;
+use super::{evict, transfer_back};
 use crate::context::{Context, Error};
 use crate::instance::Facts;
 use crate::resources::component::tikv_address;
@@ -100,7 +100,7 @@ impl TikvFacts<'_> {
             must_restart: !i.obj.spec.offline && i.restart().is_some(),
             store,
             evicting: store.is_some_and(|st| s.is_some_and(|s| s.evicting.contains(&st.id))),
-            evicting_for: evicting_for(i.conditions(), i.now),
+            evicting_for: false_for(i.conditions(), leaders_evicted::TYPE, i.now),
             timeout: api::duration::parse(&i.obj.spec.restart.leader_eviction_timeout)
                 .unwrap_or(DEFAULT_EVICTION_TIMEOUT),
             // Zone at a time: every region has at most one replica in this zone, so the zone's
@@ -112,6 +112,7 @@ impl TikvFacts<'_> {
                     .collect()
             }),
             pod_current_and_ready: i.pod_ready_at_revision(),
+            pod_terminating: i.pod_terminating(),
             suspending: i.suspending(),
             other_targets: s.map_or(0, |s| {
                 s.others
@@ -121,17 +122,47 @@ impl TikvFacts<'_> {
             }),
         }
     }
+
+    /// The inputs of the wait for leaders to come back after a restart. The fair share counts
+    /// the leaders of the Up stores that may hold them (not evicting), this one included.
+    pub fn transfer_back(&self) -> transfer_back::Facts {
+        let i = &self.instance;
+        let s = self.snapshot();
+        let store = self.store();
+        let (leaders, stores) = s
+            .into_iter()
+            .flat_map(|s| {
+                store.into_iter().chain(
+                    s.others
+                        .iter()
+                        .filter(|o| o.state == StoreState::Up && !s.evicting.contains(&o.id)),
+                )
+            })
+            .fold((0, 0), |(l, n), st| (l + st.leader_count, n + 1));
+        transfer_back::Facts {
+            waiting_for: false_for(i.conditions(), leaders_transferred_back::TYPE, i.now),
+            leaders: store.map_or(0, |s| s.leader_count),
+            fair_share: if stores == 0 { 0 } else { leaders / stores },
+            timeout: api::duration::parse(&i.obj.spec.restart.leader_transfer_back_timeout)
+                .unwrap_or(DEFAULT_TRANSFER_BACK_TIMEOUT),
+        }
+    }
 }
 
 /// Eviction timeout when the spec's cannot be parsed (the CRD validates it).
 const DEFAULT_EVICTION_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// How long the LeadersEvicted condition has been False: how long the eviction has run.
-fn evicting_for(
+/// Transfer-back timeout when the spec's cannot be parsed (the CRD validates it).
+const DEFAULT_TRANSFER_BACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long condition `type_` has been False (the eviction has run, the store has waited for
+/// its leaders).
+fn false_for(
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Option<Duration> {
-    let c = conditions::find(conditions, leaders_evicted::TYPE)?;
+    let c = conditions::find(conditions, type_)?;
     (c.status == conditions::FALSE).then(|| {
         let secs = now.as_second() - c.last_transition_time.0.as_second();
         Duration::from_secs(secs.max(0) as u64)

@@ -3,6 +3,7 @@
 pub mod decide;
 pub mod evict;
 pub mod facts;
+pub mod transfer_back;
 
 use std::sync::Arc;
 

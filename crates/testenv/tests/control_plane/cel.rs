@@ -23,6 +23,8 @@ const COVERED: &[&str] = &[
     "subdomain is immutable",
     "topology is immutable",
     "replicas must not be negative",
+    "a PDGroup needs at least 1 member: to stop PD keeping its data, suspend the Cluster (spec.suspendAction.suspendCompute); to remove it, delete the Cluster",
+    "a PDGroup may lose at most half of its members in one change (PD would lose its quorum): scale down in steps",
     "version must be a semantic version such as v8.5.0",
     "must be a duration such as 30s, 10m or 1h",
     "a volume with a mount of type data is required",
@@ -125,7 +127,7 @@ async fn replicas_must_not_be_negative() {
     let cp = testenv::shared();
     let client = cp.client();
     let ns = cp.create_namespace("cel-replicas").await;
-    for kind in [PDGroup, TiKVGroup] {
+    for kind in [TiKVGroup] {
         let api = kind.api(&client, &ns);
         let mut bad = kind.good("g");
         set(&mut bad, "/spec/replicas", json!(-1));
@@ -142,6 +144,56 @@ async fn replicas_must_not_be_negative() {
             "replicas must not be negative",
         );
     }
+}
+
+#[tokio::test]
+async fn a_pd_group_keeps_a_member_and_its_quorum() {
+    let cp = testenv::shared();
+    let client = cp.client();
+    let ns = cp.create_namespace("cel-pd-replicas").await;
+    let api = PDGroup.api(&client, &ns);
+    let at_least_one = "a PDGroup needs at least 1 member";
+    let majority = "a PDGroup may lose at most half of its members in one change";
+    let mut zero = PDGroup.good("g");
+    set(&mut zero, "/spec/replicas", json!(0));
+    assert_invalid(
+        api.create(&PostParams::default(), &obj(zero)).await,
+        at_least_one,
+    );
+    let mut five = PDGroup.good("g");
+    set(&mut five, "/spec/replicas", json!(5));
+    create_ok(&api, five).await;
+    // Down in steps of at most half; a majority at once is refused.
+    for (to, refused) in [
+        (2, Some(majority)),
+        (3, None),
+        (1, Some(majority)),
+        (2, None),
+    ] {
+        let r = update(&api, "g", |v| set(v, "/spec/replicas", json!(to))).await;
+        match refused {
+            Some(message) => assert_invalid(r, message),
+            None => {
+                r.unwrap_or_else(|e| panic!("replicas -> {to}: {e}"));
+            }
+        }
+    }
+    update(&api, "g", |v| set(v, "/spec/replicas", json!(1)))
+        .await
+        .unwrap();
+    // `kubectl scale --replicas=0` (the scale subresource) is held to the same rules.
+    let out = tokio::process::Command::from(cp.kubectl().unwrap())
+        .args(["-n", &ns, "scale", "pdgroup", "g", "--replicas=0"])
+        .output()
+        .await
+        .expect("running kubectl");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains(at_least_one),
+        "kubectl scale pdgroup --replicas=0: {text}"
+    );
+    let now = api.get("g").await.unwrap();
+    assert_eq!(now.data["spec"]["replicas"], json!(1));
 }
 
 #[tokio::test]
@@ -182,6 +234,8 @@ async fn durations() {
         (TiKVGroup, "/spec/updatePolicy/leaderEvictionTimeout"),
         (TiKVGroup, "/spec/failover/period"),
         (TiKV, "/spec/restart/leaderEvictionTimeout"),
+        (TiKVGroup, "/spec/updatePolicy/leaderTransferBackTimeout"),
+        (TiKV, "/spec/restart/leaderTransferBackTimeout"),
     ];
     for (i, (kind, ptr)) in fields.into_iter().enumerate() {
         let api = kind.api(&client, &ns);

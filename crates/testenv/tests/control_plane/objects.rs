@@ -572,7 +572,11 @@ async fn kubectl_scale_uses_the_scale_subresource() {
                 &Patch::Merge(json!({"spec": {"replicas": -1}})),
             )
             .await,
-            "replicas must not be negative",
+            if kind == PDGroup {
+                "a PDGroup needs at least 1 member"
+            } else {
+                "replicas must not be negative"
+            },
         );
     }
     // kubectl finds our kinds by short name too.

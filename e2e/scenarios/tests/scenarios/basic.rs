@@ -63,6 +63,9 @@ fn basic_cluster_ready_scale_out_and_pod_recreation() {
             assert!(s.leader_count.is_some() && s.region_count.is_some());
         }
 
+        // An application's load through everything below: nothing may fail or get lost.
+        let workload = e2e::Workload::start(&env, "basic").await;
+
         // Scale out both groups 3 -> 5.
         let five = serde_json::json!({"spec": {"replicas": 5}});
         env.api::<TiKVGroup>()
@@ -209,6 +212,7 @@ fn basic_cluster_ready_scale_out_and_pod_recreation() {
             (up == 5 && conditions::is_true(&s.conditions, "Ready")).then_some(())
         })
         .await;
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }

@@ -71,6 +71,7 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
         ],
         "tikv-operator-group-controller" => vec![
             ("core.tikv.org", "pdgroups", "watch"),
+            ("core.tikv.org", "pdgroups", "patch"),
             ("core.tikv.org", "tikvgroups/status", "patch"),
             ("core.tikv.org", "pdgroups/status", "patch"),
             ("core.tikv.org", "tikvs", "create"),
@@ -79,6 +80,8 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             ("core.tikv.org", "pds", "delete"),
             ("", "services", "patch"),
             ("", "services", "create"),
+            ("policy", "poddisruptionbudgets", "create"),
+            ("policy", "poddisruptionbudgets", "patch"),
             ("apps", "controllerrevisions", "create"),
             ("apps", "controllerrevisions", "delete"),
         ],

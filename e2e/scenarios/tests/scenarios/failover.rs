@@ -46,6 +46,7 @@ fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() {
             .unwrap()
             .uid();
 
+        let workload = e2e::Workload::start(&env, "basic").await;
         env.freeze_pod(&name, true).await;
         let replacement = wait_for(180, "PD: store Down; a replacement Up", || async {
             let down = pd.store(id).await.ok()?.store.state_name.as_str() == "Down";
@@ -121,6 +122,7 @@ fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() {
             (conditions::is_true(&s.conditions, "Ready") && s.replicas == 3).then_some(())
         })
         .await;
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }

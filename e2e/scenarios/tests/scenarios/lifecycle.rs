@@ -101,6 +101,8 @@ fn pause_suspend_resume_and_delete() {
         let before = ids(&env).await;
         assert_eq!(before.len(), 6);
         let pods_before = pod_uids(&env).await;
+        // An application's load throughout: nothing may fail except while suspended.
+        let workload = e2e::Workload::start(&env, "basic").await;
 
         // Paused: a scale-out is not acted on, and the group says why.
         patch_cluster(&env, serde_json::json!({"paused": true})).await;
@@ -137,6 +139,7 @@ fn pause_suspend_resume_and_delete() {
         // Suspended: no pod runs, every PVC stays.
         let pvcs = names::<PersistentVolumeClaim>(&env).await;
         assert_eq!(pvcs.len(), 6);
+        let suspended = std::time::SystemTime::now();
         patch_cluster(
             &env,
             serde_json::json!({"suspendAction": {"suspendCompute": true}}),
@@ -158,6 +161,7 @@ fn pause_suspend_resume_and_delete() {
         .await;
         cluster_condition(&env, "Suspended", false).await;
         cluster_condition(&env, "Ready", true).await;
+        let suspension = e2e::Window::since(suspended);
         assert_eq!(
             ids(&env).await,
             before,
@@ -190,6 +194,12 @@ fn pause_suspend_resume_and_delete() {
         )
         .await;
         assert_eq!(names::<PersistentVolumeClaim>(&env).await, pvcs);
+        // Operations fail only while suspended, and succeed again after resume.
+        e2e::workload::wait_replicated(&pd, 120).await;
+        workload
+            .stop()
+            .await
+            .assert_only_failed_within(&[suspension]);
 
         // Deleted: nothing of the cluster is left.
         env.api::<Cluster>()

@@ -5,6 +5,7 @@
 
 mod basic;
 mod charts;
+mod drain;
 mod failover;
 mod lifecycle;
 mod node_faults;

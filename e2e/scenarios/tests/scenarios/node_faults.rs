@@ -4,7 +4,10 @@
 //! - a stopped kubelet makes its node NotReady while its containers keep running: PD keeps the
 //!   store Up, the operator recreates nothing, and all is Ready again once the kubelet runs;
 //! - a node cut off the network is lost to everyone: PD reports its store Down, the TiKV object
-//!   says so (`StoreDown`); plugged back in, the same store is Up and nothing was replaced.
+//!   says so (`StoreDown`); plugged back in, the same store is Up and nothing was replaced;
+//! - the PD leader's container killed: the members elect a leader, the killed one rejoins.
+//!
+//! A client workload runs throughout: no operation fails, nothing is lost.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +54,8 @@ fn container_pod_kubelet_and_network_faults() {
             conditions::is_true(&s.conditions, "Ready").then_some(())
         };
         let stores_in_pd = pd.stores().await.unwrap().len();
+
+        let workload = e2e::Workload::start(&env, "basic").await;
 
         // A killed container: the kubelet restarts it in the same pod.
         let victim = pods.get(&names[0]).await.unwrap();
@@ -140,6 +145,23 @@ fn container_pod_kubelet_and_network_faults() {
             "no store was added (failover is off by default)"
         );
         assert_eq!(env.store_ids().await, ids, "every store kept its id");
+
+        // The PD leader killed: the client retries onto the new leader.
+        let leader = pd.leader().await.unwrap().name;
+        let victim = pods.get(&leader).await.unwrap();
+        let before = e2e::restarts(&victim);
+        env.kill_containers(&victim);
+        // (The restarted member may win the next election again: any leader will do.)
+        wait_for(180, "a PD leader; the killed member back", || async {
+            pd.leader().await.ok()?;
+            let p = pods.get(&leader).await.ok()?;
+            (e2e::restarts(&p) > before && e2e::pod_serving(&p)).then_some(())?;
+            let health = pd.health().await.ok()?;
+            (health.iter().filter(|h| h.health).count() == 3).then_some(())
+        })
+        .await;
+        wait_for(60, "the Cluster Ready", cluster_ready).await;
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }

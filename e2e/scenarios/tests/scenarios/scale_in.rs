@@ -36,6 +36,7 @@ fn two_step_scale_in_refusal_and_cancel() {
         env.apply_example("basic").await;
         env.wait_cluster_ready("basic", 180).await;
         let pd = env.pd("basic").await;
+        let workload = e2e::Workload::start(&env, "basic").await;
 
         // 3 -> 2 with max-replicas 3: PD refuses; the store stays, with a condition and an Event.
         replicas(&env, 2).await;
@@ -171,6 +172,7 @@ fn two_step_scale_in_refusal_and_cancel() {
                 .items,
         );
         assert_eq!(after, kept, "the stores that stay keep their PVCs");
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }

@@ -67,6 +67,8 @@ fn pd_then_tikv_upgrade_survives_a_controller_restart() {
         })
         .await;
 
+        let workload = e2e::Workload::start(&env, "basic").await;
+
         // Watch every pod; when one starts terminating or vanishes, ask PD at once.
         let seen: Arc<Mutex<Vec<Deletion>>> = Arc::default();
         let watch = {
@@ -213,6 +215,7 @@ fn pd_then_tikv_upgrade_survives_a_controller_restart() {
                 .then_some(())
         })
         .await;
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }

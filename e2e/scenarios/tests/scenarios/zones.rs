@@ -96,6 +96,7 @@ fn zone_by_zone_upgrade_restarts_one_zone_at_a_time() {
                 )
             })
             .collect();
+        let workload = e2e::Workload::start(&env, "zones").await;
 
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let watch = {
@@ -192,6 +193,7 @@ fn zone_by_zone_upgrade_restarts_one_zone_at_a_time() {
             }
         }
         assert_eq!(order.len(), 3, "{seen:?}");
+        workload.stop().await.assert_clean();
         env.stop().await;
     })
 }
