@@ -68,6 +68,7 @@
 mod certs;
 mod control_plane;
 pub mod pd;
+pub mod pki;
 pub mod process;
 mod wait;
 

@@ -186,3 +186,19 @@ pub fn incoming(
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
+
+/// Connects a tonic channel to `endpoint`: plain, or TLS with the configs of `tls` (the
+/// endpoint's URI should then be `https://`, so that requests carry that scheme).
+pub async fn connect(
+    endpoint: tonic::transport::Endpoint,
+    tls: Option<&ClientSource>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    match tls {
+        None => endpoint.connect().await,
+        Some(source) => {
+            endpoint
+                .connect_with_connector(Connector::new(source.clone()))
+                .await
+        }
+    }
+}
