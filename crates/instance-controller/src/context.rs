@@ -51,7 +51,7 @@ impl Context {
         url: &str,
     ) -> Result<PdClient, pdclient::Error> {
         self.pd
-            .client(&(namespace.to_string(), cluster.to_string()), url)
+            .client(&(namespace.to_string(), cluster.to_string()), url, None)
     }
 }
 

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{AttemptError, Error};
 use crate::types::{
-    ClusterInfo, ClusterStatus, EvictLeaderConfig, Member, MemberHealth, Members, RegionInfo,
-    RegionsList, ReplicationConfig, StoreInfo, StoreStateName, StoresList,
+    ClusterInfo, ClusterStatus, EvictLeaderConfig, Member, MemberHealth, Members, RegionCheck,
+    RegionInfo, RegionsList, ReplicationConfig, StoreInfo, StoreStateName, StoresList,
 };
 
 /// Name of PD's shared leader-eviction scheduler (one scheduler, one entry per store).
@@ -506,10 +506,13 @@ impl PdClient {
 
     /// `GET /regions/check/down-peer`: regions whose leader reports a down peer.
     pub async fn down_peer_regions(&self) -> Result<Vec<RegionInfo>, Error> {
-        Ok(self
-            .get_json::<RegionsList>("/regions/check/down-peer", "/regions/check/down-peer")
-            .await?
-            .regions)
+        self.regions_in_check(RegionCheck::DownPeer).await
+    }
+
+    /// `GET /regions/check/{check}`: the regions PD lists under one of its replica checks.
+    pub async fn regions_in_check(&self, check: RegionCheck) -> Result<Vec<RegionInfo>, Error> {
+        let path = check.path();
+        Ok(self.get_json::<RegionsList>(path, path).await?.regions)
     }
 
     /// `GET /region/id/{id}`. PD answers `null` for an unknown region, which is

@@ -28,7 +28,7 @@ pub use client::{
 pub use error::Error;
 pub use registry::Registry;
 pub use types::{
-    ClusterInfo, ClusterStatus, DownPeer, Member, MemberHealth, Members, NodeState, RegionEpoch,
-    RegionInfo, RegionPeer, ReplicationConfig, ResponseHeader, Store, StoreInfo, StoreLabel,
-    StoreState, StoreStateName, StoreStatus,
+    ClusterInfo, ClusterStatus, DownPeer, Member, MemberHealth, Members, NodeState, RegionCheck,
+    RegionEpoch, RegionInfo, RegionPeer, ReplicationConfig, ResponseHeader, Store, StoreInfo,
+    StoreLabel, StoreState, StoreStateName, StoreStatus,
 };

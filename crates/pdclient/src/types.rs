@@ -415,6 +415,31 @@ pub struct RegionInfo {
     pub approximate_keys: i64,
 }
 
+/// One of PD's replica checks, `GET /regions/check/{check}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionCheck {
+    /// Regions whose leader reports a peer down.
+    DownPeer,
+    /// Regions with a peer that has not caught up (a new peer, or one that needs a snapshot).
+    PendingPeer,
+    /// Regions with a learner (a peer being added: a replica count includes it).
+    LearnerPeer,
+    /// Regions with fewer peers than `max-replicas`.
+    MissPeer,
+}
+
+impl RegionCheck {
+    /// The path under `/pd/api/v1`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::DownPeer => "/regions/check/down-peer",
+            Self::PendingPeer => "/regions/check/pending-peer",
+            Self::LearnerPeer => "/regions/check/learner-peer",
+            Self::MissPeer => "/regions/check/miss-peer",
+        }
+    }
+}
+
 /// `{"count":N,"regions":[…]}` of the region list endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
