@@ -269,7 +269,11 @@ impl Config {
                 None => Vec::new(),
             }
         };
-        let security = security(&get_str)?;
+        let security = security([
+            get_str("security", "ca-path")?,
+            get_str("security", "cert-path")?,
+            get_str("security", "key-path")?,
+        ])?;
         let scheme = if security.is_some() { "https" } else { "http" };
         let pd_endpoints: Vec<String> = pd_endpoints
             .iter()
@@ -512,15 +516,8 @@ impl Config {
 
 /// TiKV's `[security]`: all three paths or none (as TiKV refuses a partial set); empty strings
 /// are unset.
-fn security(
-    get_str: &dyn Fn(&str, &str) -> Result<Option<String>, ConfigError>,
-) -> Result<Option<tls::Paths>, ConfigError> {
-    let keys = ["ca-path", "cert-path", "key-path"];
-    let mut paths = Vec::new();
-    for key in keys {
-        paths.push(get_str("security", key)?.filter(|p| !p.is_empty()));
-    }
-    match paths.as_slice() {
+fn security(paths: [Option<String>; 3]) -> Result<Option<tls::Paths>, ConfigError> {
+    match paths.map(|p| p.filter(|p| !p.is_empty())) {
         [None, None, None] => Ok(None),
         [Some(ca), Some(cert), Some(key)] => Ok(Some(tls::Paths {
             ca: Some(PathBuf::from(ca)),
