@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod server;
 pub mod ssa;
 pub mod telemetry;
+pub mod tls_secret;
 
 /// Field manager prefix; each controller applies as `tikv-operator/<controller>`.
 pub const FIELD_MANAGER_PREFIX: &str = "tikv-operator";
