@@ -260,6 +260,98 @@ impl Pki {
     }
 }
 
+/// A rustls client config trusting the CAs in `ca` (PEM), presenting `pair` when given (else
+/// no certificate: what a server requiring client certificates must refuse).
+pub fn client_config(ca: &str, pair: Option<&Pair>) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::pem::PemObject;
+    if let Some(p) = pair {
+        let parsed = p.material(ca).parse().map_err(tls_error)?;
+        return tls::config::client(&parsed, &[]).map_err(tls_error);
+    }
+    let bad_ca = |e: &dyn std::fmt::Display| tls_error(tls::Problem::BadCa(e.to_string()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots
+            .add(c.map_err(|e| bad_ca(&e))?)
+            .map_err(|e| bad_ca(&e))?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(tls::config::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad_ca(&e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// What a TLS handshake with `addr` as `server_name` (then one request and one read) gives with
+/// `config`: the certificate the server presented (DER), or why it failed. TLS 1.3 reports a
+/// refused client certificate only on the first read, hence the request.
+pub async fn handshake(
+    addr: &str,
+    server_name: &str,
+    config: rustls::ClientConfig,
+) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let served = tls.get_ref().1.peer_certificates().unwrap_or_default()[0].to_vec();
+    // HTTP/1 and HTTP/2 servers both answer (or close); a refused client sees the alert.
+    tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
+        Ok(Err(e)) => Err(e.to_string()),
+        _ => Ok(served),
+    }
+}
+
+/// `GET path` over TLS to `addr` as `server_name` with `config`: the status code and body.
+pub async fn https_get(
+    addr: &str,
+    server_name: &str,
+    config: rustls::ClientConfig,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    // A peer that closes without close_notify still gave its answer.
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    let code = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((code, body))
+}
+
 fn tls_error(p: tls::Problem) -> Error {
     Error::Io {
         context: "using the test certificates".into(),

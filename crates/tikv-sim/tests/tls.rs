@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::kvclient::{KvClient, pd_addrs, tls_args};
@@ -43,53 +42,14 @@ async fn start(members: usize) -> (PdCluster, PdClient) {
     (pd, client)
 }
 
-/// What a TLS handshake with `addr` (then one read) gives with `config`: the server's
-/// certificate, or why it failed. TLS 1.3 reports a refused client certificate on the first
-/// read, so a byte is sent and a read attempted.
+/// A TLS handshake with `addr` (a loopback address).
 async fn handshake(addr: &str, config: rustls::ClientConfig) -> Result<Vec<u8>, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let served = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    // An HTTP/2 preface would be answered; an HTTP/1 request too. Either way, a refused client
-    // sees the alert here.
-    tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 1];
-    match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
-        Ok(Err(e)) => Err(e.to_string()),
-        _ => Ok(served),
-    }
+    testenv::pki::handshake(addr, "127.0.0.1", config).await
 }
 
 /// A client config trusting `ca` (PEM), presenting `pair` when given.
 fn client_config(ca: &str, pair: Option<&Pair>) -> rustls::ClientConfig {
-    match pair {
-        Some(p) => tls::config::client(&p.material(ca).parse().unwrap(), &[]).unwrap(),
-        None => {
-            let parsed = tls::Material {
-                ca: ca.into(),
-                ..tls::Material::default()
-            };
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&parsed.ca[..]) {
-                let c: rustls_pki_types::CertificateDer = c.unwrap();
-                roots.add(c).unwrap();
-            }
-            rustls::ClientConfig::builder_with_provider(tls::config::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth()
-        }
-    }
+    testenv::pki::client_config(ca, pair).unwrap()
 }
 
 /// Every address a client can knock on: PD's client URLs, the stores' gRPC and status ports.
