@@ -293,15 +293,7 @@ pub async fn handshake(
     config: rustls::ClientConfig,
 ) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
-        .map_err(|e| e.to_string())?;
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tls = connect(addr, server_name, config).await?;
     let served = tls.get_ref().1.peer_certificates().unwrap_or_default()[0].to_vec();
     // HTTP/1 and HTTP/2 servers both answer (or close); a refused client sees the alert.
     tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
@@ -322,15 +314,7 @@ pub async fn https_get(
     path: &str,
 ) -> Result<(u16, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
-        .map_err(|e| e.to_string())?;
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tls = connect(addr, server_name, config).await?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes())
@@ -350,6 +334,22 @@ pub async fn https_get(
         .unwrap_or_default()
         .to_string();
     Ok((code, body))
+}
+
+async fn connect(
+    addr: &str,
+    server_name: &str,
+    config: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn tls_error(p: tls::Problem) -> Error {
