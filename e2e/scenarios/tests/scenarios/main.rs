@@ -9,6 +9,7 @@ mod failover;
 mod lifecycle;
 mod node_faults;
 mod scale_in;
+mod tls;
 mod up_down;
 mod upgrade;
 mod zones;
