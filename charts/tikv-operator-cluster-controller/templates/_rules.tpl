@@ -16,4 +16,8 @@
   - apiGroups: [core.tikv.org]
     resources: [pdgroups, tikvgroups]
     verbs: [delete]
+  # With TLS: the Cluster's client Secret (its certificate for PD), read by name only.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get]
 {{- end -}}

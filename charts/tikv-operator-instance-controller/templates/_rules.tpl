@@ -18,4 +18,9 @@
   - apiGroups: [""]
     resources: [configmaps, persistentvolumeclaims]
     verbs: [get, list, watch, create, patch, update]
+  # With TLS: each instance's certificate Secret and the Cluster's client Secret, read by name
+  # (no list or watch: it cannot enumerate Secrets).
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get]
 {{- end -}}

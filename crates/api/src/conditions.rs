@@ -52,6 +52,9 @@ pub mod synced {
     pub const INVALID_CONFIG: &str = "InvalidConfig";
     /// Instance: the spec cannot give a pod (until the user changes it).
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Instance: with TLS on, its certificate Secret is missing or cannot be used (polled: it
+    /// changes without an event this controller watches).
+    pub const INVALID_TLS_SECRET: &str = "InvalidTLSSecret";
     /// Instance: the Cluster is suspended and the pod is gone.
     pub const SUSPENDED: &str = "Suspended";
     /// TiKV group: scaling to 0 would take the cluster's last stores (and its data) offline;
@@ -159,6 +162,17 @@ pub mod zone_by_zone {
     pub const SAFE: &str = "Safe";
     /// Not safe: stores restart one at a time (False).
     pub const UNSAFE: &str = "Unsafe";
+}
+
+/// `TLSClient` (Cluster, with TLS on): whether the operator's client certificate for PD
+/// (`tlsCluster.clientSecretName`) can be used.
+pub mod tls_client {
+    /// The type.
+    pub const TYPE: &str = "TLSClient";
+    /// The Secret holds a client certificate from the cluster's CA, valid now (True).
+    pub const VALID: &str = "Valid";
+    /// Missing or unusable: the message says which Secret and why; PD is not asked (False).
+    pub const INVALID_TLS_SECRET: &str = "InvalidTLSSecret";
 }
 
 /// `Available` (Cluster): PD has a quorum and a cluster id.

@@ -11,6 +11,9 @@ pub const POD_CANNOT_RUN: &str = "PodCannotRun";
 pub const INVALID_CONFIG: &str = "InvalidConfig";
 /// Instance: its spec cannot give a pod.
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// A TLS Secret (an instance's certificate, the operator's client certificate) is missing or
+/// cannot be used; the note names it and what is wrong.
+pub const INVALID_TLS_SECRET: &str = "InvalidTLSSecret";
 /// Instance or group: the Cluster it refers to does not exist.
 pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use api::v1alpha1::{Cluster, PDGroup, ReplicationStatus, TiKVGroup};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Config, Controller};
@@ -20,6 +21,7 @@ use operator_runtime::finalizer;
 use operator_runtime::metrics::Metrics;
 use operator_runtime::ssa;
 use operator_runtime::state_metrics::{GaugeDesc, Sample, StateCollector};
+use operator_runtime::{conditions, tls_secret};
 
 use crate::status::{ClusterFacts, GroupSummary};
 
@@ -148,18 +150,63 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     finalizer::set(&clusters, cluster.as_ref(), FINALIZER, true).await?;
     let pdgs: Vec<&PDGroup> = pdgs.iter().collect();
     let tikvgs: Vec<&TiKVGroup> = tikvgs.iter().collect();
+    let scheme = if cluster.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
     let pd_url = pdgs.first().map(|g| {
         format!(
-            "http://{}.{ns}.svc:{}",
+            "{scheme}://{}.{ns}.svc:{}",
             g.name_any(),
             g.spec.template.spec.server.ports.client.port
         )
     });
+    // With TLS, PD is asked only with the operator's client certificate.
+    let pd_tls = match cluster.client_secret_name() {
+        Some(secret) => {
+            let got = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&secret)
+                .await?;
+            let usage = tls::Usage::Client;
+            Some(tls_secret::usable(
+                &ns,
+                &secret,
+                got.as_ref(),
+                &usage,
+                Timestamp::now(),
+            ))
+        }
+        None => None,
+    };
+    if let Some(Err(message)) = &pd_tls {
+        let stored = cluster
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| &s.conditions[..]);
+        let reason = api::conditions::tls_client::INVALID_TLS_SECRET;
+        if !conditions::has_reason(stored, api::conditions::tls_client::TYPE, reason) {
+            ctx.event(
+                cluster.as_ref(),
+                EventType::Warning,
+                api::events::INVALID_TLS_SECRET,
+                message.clone(),
+            )
+            .await;
+        }
+    }
     // The id is fixed for the life of the cluster: ask PD only until we know it.
     let known = cluster.status.as_ref().and_then(|s| s.id.clone());
-    let client = pd_url
-        .as_ref()
-        .and_then(|url| pdclient::PdClient::new(vec![url.clone()]).ok());
+    let client = match (&pd_url, &pd_tls) {
+        (_, Some(Err(_))) | (None, _) => None,
+        (Some(url), tls) => {
+            let mut builder = pdclient::PdClient::builder(vec![url.clone()]);
+            if let Some(Ok(m)) = tls {
+                builder = builder.tls(m.clone());
+            }
+            builder.build().ok()
+        }
+    };
     let id = match (&known, &client) {
         (None, Some(c)) => c.cluster().await.ok().map(|c| c.id),
         _ => None,
@@ -199,6 +246,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         suspend_compute: cluster.spec.suspends_compute(),
         generation: cluster.metadata.generation,
         replication,
+        tls_client: pd_tls.map(|r| r.map(drop)),
     };
     let status = status::compute(
         cluster.status.as_ref(),

@@ -1,6 +1,6 @@
 //! Pure computation of the Cluster status from its groups.
 
-use api::conditions::{available, paused, progressing, ready, suspended};
+use api::conditions::{available, paused, progressing, ready, suspended, tls_client};
 use api::v1alpha1::{ClusterStatus, ComponentStatus, GroupStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use operator_runtime::conditions::{self, NewCondition};
@@ -33,6 +33,8 @@ pub struct ClusterFacts {
     pub replication: Option<api::v1alpha1::ReplicationStatus>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
+    /// With TLS on: whether the operator's client certificate can be used (or why not).
+    pub tls_client: Option<Result<(), String>>,
 }
 
 /// Computes the status; `old` keeps transition times and the id once learned.
@@ -138,6 +140,16 @@ pub fn compute(
             "",
         ),
     ];
+    let tls = facts.tls_client.as_ref().map(|r| match r {
+        Ok(()) => NewCondition::new(tls_client::TYPE, true, tls_client::VALID, ""),
+        Err(m) => NewCondition::new(
+            tls_client::TYPE,
+            false,
+            tls_client::INVALID_TLS_SECRET,
+            m.clone(),
+        ),
+    });
+    let new: Vec<NewCondition> = new.into_iter().chain(tls).collect();
     let summary = summary(groups, facts, all_down, no_pd);
     ClusterStatus {
         observed_generation: facts.generation,
@@ -414,5 +426,31 @@ mod tests {
         let avail = conditions::find(&s.conditions, "Available").unwrap();
         assert_eq!(avail.message, "no PDGroup refers to this cluster");
         assert!(conditions::is_true(&s.conditions, "Paused"));
+    }
+
+    #[test]
+    fn tls_client_condition_only_with_tls() {
+        let s = compute(None, &[], &ClusterFacts::default(), now());
+        assert!(conditions::find(&s.conditions, "TLSClient").is_none());
+        let bad = ClusterFacts {
+            tls_client: Some(Err("TLS Secret ns/c does not exist".into())),
+            ..Default::default()
+        };
+        let s = compute(None, &[], &bad, now());
+        let c = conditions::find(&s.conditions, "TLSClient").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            (
+                "False",
+                "InvalidTLSSecret",
+                "TLS Secret ns/c does not exist"
+            )
+        );
+        let good = ClusterFacts {
+            tls_client: Some(Ok(())),
+            ..Default::default()
+        };
+        let s = compute(Some(&s), &[], &good, now());
+        assert!(conditions::is_true(&s.conditions, "TLSClient"));
     }
 }

@@ -45,15 +45,17 @@ impl Context {
         Arc::new(pdclient::Registry::new(Some(observer)))
     }
 
-    /// The client of the cluster `cluster` in `namespace`, whose PD answers at `url`.
+    /// The client of the cluster `cluster` in `namespace`, whose PD answers at `url`, with the
+    /// client certificate `tls` (TLS on; a renewed one gives a new client).
     pub fn pd_client(
         &self,
         namespace: &str,
         cluster: &str,
         url: &str,
+        tls: Option<&tls::Material>,
     ) -> Result<PdClient, pdclient::Error> {
         self.pd
-            .client(&(namespace.to_string(), cluster.to_string()), url)
+            .client(&(namespace.to_string(), cluster.to_string()), url, tls)
     }
 }
 

@@ -19,22 +19,25 @@ async fn a_cluster_client_learns_the_members_and_fails_over() {
     let key = ("ns".to_string(), "basic".to_string());
     let seed = pd.members()[0].client_url().to_string();
 
-    let client = registry.client(&key, &seed).unwrap();
+    let client = registry.client(&key, &seed, None).unwrap();
     assert_eq!(client.endpoints(), std::slice::from_ref(&seed));
     let members = client.members().await.unwrap().members;
     assert_eq!(members.len(), 3);
     registry.learn(&key, members.iter().flat_map(|m| m.client_urls.clone()));
-    let client = registry.client(&key, &seed).unwrap();
+    let client = registry.client(&key, &seed, None).unwrap();
     assert_eq!(client.endpoints().len(), 3, "{:?}", client.endpoints());
     assert!(
-        registry.client(&key, &seed).unwrap().is_clone_of(&client),
+        registry
+            .client(&key, &seed, None)
+            .unwrap()
+            .is_clone_of(&client),
         "the next reconcile gets the same client"
     );
 
     // The member it started from goes away: the others answer (after an election if it led).
     pd.member_mut("pd-0").unwrap().kill();
     let answered = testenv::wait_for(60, "PD answering through another member", || async {
-        let c = registry.client(&key, &seed).ok()?;
+        let c = registry.client(&key, &seed, None).ok()?;
         c.members().await.ok()
     })
     .await;
@@ -42,7 +45,7 @@ async fn a_cluster_client_learns_the_members_and_fails_over() {
     // A client that knows only the dead member cannot ask anything.
     let alone = Context::pd_registry(&metrics);
     let err = alone
-        .client(&key, &seed)
+        .client(&key, &seed, None)
         .unwrap()
         .members()
         .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -61,7 +62,7 @@ pub struct PdClient {
 
 struct Inner {
     endpoints: Vec<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Http,
     timeout: Duration,
     /// Index of the endpoint to try first: the last one that answered.
     preferred: AtomicUsize,
@@ -77,13 +78,20 @@ impl std::fmt::Debug for PdClient {
     }
 }
 
-/// Builder for [`PdClient`] with non-default timeouts.
+/// The connection pool: plain HTTP, or HTTPS with the client's certificate (mutual TLS).
+enum Http {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+/// Builder for [`PdClient`] with non-default timeouts or TLS.
 #[derive(Clone)]
 pub struct PdClientBuilder {
     endpoints: Vec<String>,
     timeout: Duration,
     connect_timeout: Duration,
     observer: Option<Observer>,
+    tls: Option<tls::Material>,
 }
 
 impl std::fmt::Debug for PdClientBuilder {
@@ -93,6 +101,7 @@ impl std::fmt::Debug for PdClientBuilder {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("observer", &self.observer.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -117,13 +126,22 @@ impl PdClientBuilder {
         self
     }
 
-    /// Checks the endpoints and builds the client. Endpoints are `http://host:port` or
-    /// `host:port`, e.g. PD's `--advertise-client-urls`. Nothing is connected yet.
+    /// Speaks HTTPS with mutual TLS: presents `material`'s certificate (`tls.crt`, `tls.key`)
+    /// and trusts PD members whose certificates chain to its `ca.crt` and name the host of the
+    /// endpoint. PD with `[security]` set refuses clients without such a certificate.
+    pub fn tls(mut self, material: tls::Material) -> Self {
+        self.tls = Some(material);
+        self
+    }
+
+    /// Checks the endpoints (and the TLS files) and builds the client. Endpoints are
+    /// `http://host:port` or `host:port`, e.g. PD's `--advertise-client-urls`; with
+    /// [`PdClientBuilder::tls`], `https://host:port` or `host:port`. Nothing is connected yet.
     pub fn build(self) -> Result<PdClient, Error> {
         let endpoints = self
             .endpoints
             .iter()
-            .map(|e| normalize_endpoint(e))
+            .map(|e| normalize_endpoint(e, self.tls.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(Error::NoEndpoints);
@@ -131,11 +149,26 @@ impl PdClientBuilder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            // PD closes idle keep-alive connections after a while; a pooled connection that died
-            // in between must not turn into a failed request.
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let mut pool = Client::builder(TokioExecutor::new());
+        // PD closes idle keep-alive connections after a while; a pooled connection that died
+        // in between must not turn into a failed request.
+        pool.pool_idle_timeout(Duration::from_secs(30));
+        let http = match &self.tls {
+            None => Http::Plain(pool.build(connector)),
+            Some(material) => {
+                let parsed = material.parse().map_err(Error::Tls)?;
+                // HTTP/1.1 without ALPN: PD's TLS listener offers only h2 and would refuse a
+                // client that asks for http/1.1 only.
+                let config = tls::config::client(&parsed, &[]).map_err(Error::Tls)?;
+                connector.enforce_http(false);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(connector);
+                Http::Tls(pool.build(https))
+            }
+        };
         Ok(PdClient {
             inner: Arc::new(Inner {
                 endpoints,
@@ -179,10 +212,11 @@ impl PdClient {
             timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             observer: None,
+            tls: None,
         }
     }
 
-    /// The endpoints, normalized to `http://host:port`.
+    /// The endpoints, normalized to `http://host:port` (`https://` with TLS).
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
     }
@@ -609,7 +643,11 @@ impl PdClient {
             .body(Full::new(body))
             .map_err(|e| AttemptError::Connect(format!("bad request: {e}")))?;
         let exchange = async {
-            let response = self.inner.http.request(request).await.map_err(|e| {
+            let response = match &self.inner.http {
+                Http::Plain(c) => c.request(request).await,
+                Http::Tls(c) => c.request(request).await,
+            };
+            let response = response.map_err(|e| {
                 if e.is_connect() {
                     AttemptError::Connect(error_chain(&e))
                 } else {
@@ -694,25 +732,32 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// `host:port` or `http://host:port[/]` → `http://host:port`.
-fn normalize_endpoint(raw: &str) -> Result<String, Error> {
+/// `host:port` or `http://host:port[/]` → `http://host:port`; with TLS, `host:port` or
+/// `https://host:port[/]` → `https://host:port`.
+pub(crate) fn normalize_endpoint(raw: &str, tls: bool) -> Result<String, Error> {
     let invalid = |reason: &str| Error::InvalidEndpoint {
         endpoint: raw.to_string(),
         reason: reason.to_string(),
     };
+    let scheme = if tls { "https" } else { "http" };
     let trimmed = raw.trim().trim_end_matches('/');
     let with_scheme = if trimmed.contains("://") {
         trimmed.to_string()
     } else {
-        format!("http://{trimmed}")
+        format!("{scheme}://{trimmed}")
     };
     let uri: Uri = with_scheme
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(invalid("TLS is not supported by this client yet")),
-        _ => return Err(invalid("the scheme must be http")),
+    match (uri.scheme_str(), tls) {
+        (Some("http"), false) | (Some("https"), true) => {}
+        (Some("https"), false) => {
+            return Err(invalid(
+                "an https endpoint needs the client's TLS certificate",
+            ));
+        }
+        (Some("http"), true) => return Err(invalid("with TLS the scheme must be https")),
+        _ => return Err(invalid("the scheme must be http or https")),
     }
     let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
     if authority.port_u16().is_none() {
@@ -721,7 +766,7 @@ fn normalize_endpoint(raw: &str) -> Result<String, Error> {
     if !matches!(uri.path(), "" | "/") {
         return Err(invalid("must not have a path"));
     }
-    Ok(format!("http://{authority}"))
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]
@@ -731,25 +776,36 @@ mod tests {
     #[test]
     fn endpoints_are_normalized() {
         assert_eq!(
-            normalize_endpoint("127.0.0.1:2379").unwrap(),
+            normalize_endpoint("127.0.0.1:2379", false).unwrap(),
             "http://127.0.0.1:2379"
         );
         assert_eq!(
-            normalize_endpoint("http://pd-0.pd:2379/").unwrap(),
+            normalize_endpoint("http://pd-0.pd:2379/", false).unwrap(),
             "http://pd-0.pd:2379"
         );
-        assert!(matches!(
-            normalize_endpoint("https://pd:2379"),
-            Err(Error::InvalidEndpoint { .. })
-        ));
-        assert!(matches!(
-            normalize_endpoint("pd"),
-            Err(Error::InvalidEndpoint { .. })
-        ));
-        assert!(matches!(
-            normalize_endpoint("http://pd:2379/pd/api/v1"),
-            Err(Error::InvalidEndpoint { .. })
-        ));
+        assert_eq!(
+            normalize_endpoint("pd-0.pd:2379", true).unwrap(),
+            "https://pd-0.pd:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("https://pd-0.pd:2379/", true).unwrap(),
+            "https://pd-0.pd:2379"
+        );
+        for (endpoint, tls) in [
+            ("https://pd:2379", false),
+            ("http://pd:2379", true),
+            ("ftp://pd:2379", false),
+            ("pd", false),
+            ("http://pd:2379/pd/api/v1", false),
+        ] {
+            assert!(
+                matches!(
+                    normalize_endpoint(endpoint, tls),
+                    Err(Error::InvalidEndpoint { .. })
+                ),
+                "{endpoint} (tls: {tls})"
+            );
+        }
         assert!(matches!(
             PdClient::new(Vec::<String>::new()),
             Err(Error::NoEndpoints)

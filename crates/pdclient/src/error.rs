@@ -66,6 +66,10 @@ pub enum Error {
     /// The client was configured without any endpoint.
     #[error("no PD endpoints configured")]
     NoEndpoints,
+
+    /// The client's TLS files cannot be used.
+    #[error("the PD client's TLS files: {0}")]
+    Tls(tls::Problem),
 }
 
 impl Error {
@@ -75,7 +79,7 @@ impl Error {
     }
 
     /// A fixed word per variant (for metrics labels): `not_found`, `not_bootstrapped`, `refused`,
-    /// `unavailable`, `decode`, `invalid_endpoint`, `no_endpoints`.
+    /// `unavailable`, `decode`, `invalid_endpoint`, `no_endpoints`, `tls`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::NotFound { .. } => "not_found",
@@ -85,6 +89,7 @@ impl Error {
             Error::Decode { .. } => "decode",
             Error::InvalidEndpoint { .. } => "invalid_endpoint",
             Error::NoEndpoints => "no_endpoints",
+            Error::Tls(_) => "tls",
         }
     }
 

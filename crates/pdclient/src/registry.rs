@@ -4,7 +4,8 @@
 //!
 //! A cluster's client starts from its seed URL (the PD Service in front of all members) and
 //! learns the members' client URLs from `GET /members` ([`Registry::learn`]). It is rebuilt only
-//! when that set of URLs changes (a member joined or left, the seed moved).
+//! when that set of URLs changes (a member joined or left, the seed moved), or its TLS
+//! certificate does (a renewal: new connections present the new one).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -20,6 +21,7 @@ pub struct Registry<K> {
 
 struct Entry {
     seed: String,
+    tls: Option<tls::Material>,
     members: BTreeSet<String>,
     client: PdClient,
 }
@@ -34,17 +36,26 @@ impl<K: Ord + Clone> Registry<K> {
     }
 
     /// The client of cluster `key`, whose PD answers at `seed` (and at the member URLs learned
-    /// so far). The same client (and connection pool) as last time unless `seed` changed.
-    pub fn client(&self, key: &K, seed: &str) -> Result<PdClient, Error> {
+    /// so far), with the TLS certificate `tls` when PD requires one. The same client (and
+    /// connection pool) as last time unless `seed` or the certificate changed.
+    pub fn client(
+        &self,
+        key: &K,
+        seed: &str,
+        tls: Option<&tls::Material>,
+    ) -> Result<PdClient, Error> {
         let mut clients = self.lock();
-        if let Some(e) = clients.get(key).filter(|e| e.seed == seed) {
+        if let Some(e) = clients
+            .get(key)
+            .filter(|e| e.seed == seed && e.tls.as_ref() == tls)
+        {
             return Ok(e.client.clone());
         }
         let members = clients
             .get(key)
             .map(|e| e.members.clone())
             .unwrap_or_default();
-        let entry = self.build(seed.to_string(), members)?;
+        let entry = self.build(seed.to_string(), tls.cloned(), members)?;
         let client = entry.client.clone();
         clients.insert(key.clone(), entry);
         Ok(client)
@@ -53,18 +64,19 @@ impl<K: Ord + Clone> Registry<K> {
     /// Records the client URLs of cluster `key`'s members, as `GET /members` reports them; the
     /// next [`Registry::client`] can reach every one of them. Unparsable URLs are left out.
     pub fn learn(&self, key: &K, member_urls: impl IntoIterator<Item = String>) {
-        let members: BTreeSet<String> = member_urls
-            .into_iter()
-            .filter(|u| PdClient::new([u]).is_ok())
-            .collect();
         let mut clients = self.lock();
         let Some(current) = clients.get(key) else {
             return;
         };
+        let tls = current.tls.is_some();
+        let members: BTreeSet<String> = member_urls
+            .into_iter()
+            .filter(|u| crate::client::normalize_endpoint(u, tls).is_ok())
+            .collect();
         if current.members == members {
             return;
         }
-        if let Ok(entry) = self.build(current.seed.clone(), members) {
+        if let Ok(entry) = self.build(current.seed.clone(), current.tls.clone(), members) {
             clients.insert(key.clone(), entry);
         }
     }
@@ -74,7 +86,12 @@ impl<K: Ord + Clone> Registry<K> {
         self.lock().remove(key);
     }
 
-    fn build(&self, seed: String, members: BTreeSet<String>) -> Result<Entry, Error> {
+    fn build(
+        &self,
+        seed: String,
+        tls: Option<tls::Material>,
+        members: BTreeSet<String>,
+    ) -> Result<Entry, Error> {
         // The seed first: a Service answers from whichever member is up.
         let endpoints: Vec<&String> = std::iter::once(&seed)
             .chain(members.iter().filter(|m| **m != seed))
@@ -83,9 +100,13 @@ impl<K: Ord + Clone> Registry<K> {
         if let Some(o) = &self.observer {
             builder = builder.observer(o.clone());
         }
+        if let Some(t) = &tls {
+            builder = builder.tls(t.clone());
+        }
         Ok(Entry {
             client: builder.build()?,
             seed,
+            tls,
             members,
         })
     }
@@ -103,12 +124,16 @@ mod tests {
     #[test]
     fn one_client_per_cluster_rebuilt_only_when_its_urls_change() {
         let r: Registry<&str> = Registry::new(None);
-        let a = r.client(&"a", "http://pd.a:2379").unwrap();
+        let a = r.client(&"a", "http://pd.a:2379", None).unwrap();
         assert_eq!(a.endpoints(), ["http://pd.a:2379"]);
-        let again = r.client(&"a", "http://pd.a:2379").unwrap();
+        let again = r.client(&"a", "http://pd.a:2379", None).unwrap();
         assert!(again.is_clone_of(&a), "reconciles share one client");
         r.learn(&"a", []);
-        assert!(r.client(&"a", "http://pd.a:2379").unwrap().is_clone_of(&a));
+        assert!(
+            r.client(&"a", "http://pd.a:2379", None)
+                .unwrap()
+                .is_clone_of(&a)
+        );
         r.learn(
             &"a",
             [
@@ -117,7 +142,7 @@ mod tests {
                 "not a url".to_string(),
             ],
         );
-        let a = r.client(&"a", "http://pd.a:2379").unwrap();
+        let a = r.client(&"a", "http://pd.a:2379", None).unwrap();
         assert_eq!(
             a.endpoints(),
             [
@@ -129,24 +154,32 @@ mod tests {
         // A member left: it is no longer tried.
         r.learn(&"a", ["http://pd-1.a:2379".to_string()]);
         assert_eq!(
-            r.client(&"a", "http://pd.a:2379").unwrap().endpoints(),
+            r.client(&"a", "http://pd.a:2379", None)
+                .unwrap()
+                .endpoints(),
             ["http://pd.a:2379", "http://pd-1.a:2379"]
         );
         // Clusters do not share clients; a new seed keeps the members learned.
         assert_eq!(
-            r.client(&"b", "http://pd.b:2379").unwrap().endpoints(),
+            r.client(&"b", "http://pd.b:2379", None)
+                .unwrap()
+                .endpoints(),
             ["http://pd.b:2379"]
         );
         assert_eq!(
-            r.client(&"a", "http://pd-1.a:2379").unwrap().endpoints(),
+            r.client(&"a", "http://pd-1.a:2379", None)
+                .unwrap()
+                .endpoints(),
             ["http://pd-1.a:2379"]
         );
         r.forget(&"a");
         r.learn(&"a", ["http://pd-0.a:2379".to_string()]);
         assert_eq!(
-            r.client(&"a", "http://pd.a:2379").unwrap().endpoints(),
+            r.client(&"a", "http://pd.a:2379", None)
+                .unwrap()
+                .endpoints(),
             ["http://pd.a:2379"]
         );
-        assert!(r.client(&"c", "pd").is_err());
+        assert!(r.client(&"c", "pd", None).is_err());
     }
 }

@@ -43,6 +43,31 @@ pub struct CommonArgs {
     /// `service.name` of the exported spans (default: `tikv-operator-<controller>`).
     #[arg(long, env = "OTEL_SERVICE_NAME")]
     pub otlp_service_name: Option<String>,
+    /// Serve the endpoints over HTTPS with this certificate (PEM; re-read when it changes).
+    #[arg(long, env = "METRICS_TLS_CERT_FILE", requires = "metrics_tls_key_file")]
+    pub metrics_tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `--metrics-tls-cert-file`.
+    #[arg(long, env = "METRICS_TLS_KEY_FILE", requires = "metrics_tls_cert_file")]
+    pub metrics_tls_key_file: Option<std::path::PathBuf>,
+    /// With TLS: `/metrics` answers only clients with a certificate from this CA bundle;
+    /// `/healthz` and `/readyz` stay open (the kubelet's probes have no certificate).
+    #[arg(
+        long,
+        env = "METRICS_TLS_CLIENT_CA_FILE",
+        requires = "metrics_tls_cert_file"
+    )]
+    pub metrics_tls_client_ca_file: Option<std::path::PathBuf>,
+}
+
+impl CommonArgs {
+    /// The endpoints' TLS files, when set.
+    pub fn metrics_tls(&self) -> Option<tls::Paths> {
+        Some(tls::Paths {
+            ca: self.metrics_tls_client_ca_file.clone(),
+            cert: self.metrics_tls_cert_file.clone()?,
+            key: self.metrics_tls_key_file.clone()?,
+        })
+    }
 }
 
 /// Why a controller process stopped.
@@ -108,8 +133,10 @@ where
     let metrics = Metrics::new();
     metrics.set_build_info(controller, env!("CARGO_PKG_VERSION"));
     let readiness = Readiness::default();
-    let addr = server::serve(args.metrics_addr, readiness.clone(), metrics.clone()).await?;
-    tracing::info!(controller, %addr, "serving /healthz, /readyz and /metrics");
+    let tls = args.metrics_tls().map(server::Tls::load).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr = server::serve(args.metrics_addr, readiness.clone(), metrics.clone(), tls).await?;
+    tracing::info!(controller, %addr, scheme, "serving /healthz, /readyz and /metrics");
     crate::crds::wait_established(&client, crds, Duration::from_secs(120)).await?;
 
     let lease_name = format!("tikv-operator-{controller}");

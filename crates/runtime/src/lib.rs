@@ -15,6 +15,7 @@ pub mod server;
 pub mod ssa;
 pub mod state_metrics;
 pub mod telemetry;
+pub mod tls_secret;
 
 /// Field manager prefix; each controller applies as `tikv-operator/<controller>`.
 pub const FIELD_MANAGER_PREFIX: &str = "tikv-operator";

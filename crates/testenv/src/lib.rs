@@ -69,6 +69,7 @@ mod certs;
 mod control_plane;
 pub mod jaeger;
 pub mod pd;
+pub mod pki;
 pub mod process;
 mod wait;
 

@@ -25,6 +25,13 @@
 //! only keys that the defaults do not set into the extra config, or replace the defaults with
 //! [`PdOptions::replace_default_config`].
 //!
+//! # TLS
+//!
+//! With [`PdOptions::tls`] every member serves and dials with mutual TLS (`--cacert`, `--cert`,
+//! `--key`, `https://` URLs) and every store gets TiKV's `[security]` section: each member,
+//! store and the test client has a directory of its own under [`PdCluster::pki`] (`pd-0`,
+//! `tikv-0`, `client`), issued by one test CA, so a test can renew or re-issue any of them.
+//!
 //! # Binaries
 //!
 //! `pd-server` comes from [`crate::bin_path`] (built by `e2e/tools/build.sh pd`). `tikv-sim`
@@ -135,6 +142,8 @@ pub struct PdOptions {
     pub replace_default_config: bool,
     /// Upper bound for PD to elect a leader, and for a store to come up.
     pub startup_timeout: Duration,
+    /// Mutual TLS between every member, store and client (see the module docs).
+    pub tls: bool,
 }
 
 impl Default for PdOptions {
@@ -144,6 +153,7 @@ impl Default for PdOptions {
             config: String::new(),
             replace_default_config: false,
             startup_timeout: Duration::from_secs(60),
+            tls: false,
         }
     }
 }
@@ -180,6 +190,8 @@ impl Default for StoreOptions {
 pub struct PdMember {
     name: String,
     client_url: String,
+    /// With TLS: the directory of the certificate the harness asks it with.
+    tls_client: Option<PathBuf>,
     args: Vec<String>,
     program: PathBuf,
     dir: PathBuf,
@@ -201,6 +213,7 @@ pub struct SimStore {
     server: Option<Server>,
     generation: u32,
     timeout: Duration,
+    tls_client: Option<PathBuf>,
 }
 
 /// A running PD cluster and its stores. Dropping it kills every process and removes its
@@ -215,6 +228,7 @@ pub struct PdCluster {
     janitor: Option<Janitor>,
     options: PdOptions,
     startup_time: Duration,
+    pki: Option<crate::pki::Pki>,
 }
 
 impl PdCluster {
@@ -224,6 +238,14 @@ impl PdCluster {
         let began = Instant::now();
         let program = crate::bin_path("pd-server")?;
         let dir = create_temp_dir()?;
+        let pki = match options.tls {
+            true => {
+                let pki = crate::pki::Pki::new(&dir.join("tls"))?;
+                pki.issue("client", &pki.ca, pki.ca.pem())?;
+                Some(pki)
+            }
+            false => None,
+        };
         let mut cluster = PdCluster {
             stores: Vec::new(),
             members: Vec::new(),
@@ -231,6 +253,7 @@ impl PdCluster {
             dir,
             options: options.clone(),
             startup_time: Duration::ZERO,
+            pki,
         };
         let config = cluster.dir.join("pd.toml");
         let text = if options.replace_default_config {
@@ -262,26 +285,37 @@ impl PdCluster {
         let n = self.options.members.max(1);
         let ports = free_ports(2 * n)?;
         let names: Vec<String> = (0..n).map(|i| format!("pd-{i}")).collect();
+        let scheme = self.scheme();
         let initial_cluster = names
             .iter()
             .enumerate()
-            .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .map(|(i, name)| format!("{name}={scheme}://127.0.0.1:{}", ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         for (i, name) in names.iter().enumerate() {
-            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let client_url = format!("{scheme}://127.0.0.1:{}", ports[2 * i]);
             let data_dir = self.dir.join(format!("{name}-data"));
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", data_dir.display()),
                 format!("--client-urls={client_url}"),
-                format!("--peer-urls=http://127.0.0.1:{}", ports[2 * i + 1]),
+                format!("--peer-urls={scheme}://127.0.0.1:{}", ports[2 * i + 1]),
                 format!("--initial-cluster={initial_cluster}"),
                 format!("--config={}", config.display()),
             ];
+            if let Some(pki) = &self.pki {
+                pki.issue(name, &pki.ca, pki.ca.pem())?;
+                let dir = pki.dir(name);
+                args.extend([
+                    format!("--cacert={}", dir.join(tls::CA).display()),
+                    format!("--cert={}", dir.join(tls::CERT).display()),
+                    format!("--key={}", dir.join(tls::KEY).display()),
+                ]);
+            }
             let mut member = PdMember {
                 name: name.clone(),
                 client_url,
+                tls_client: self.tls_client(),
                 args,
                 program: program.to_path_buf(),
                 dir: self.dir.clone(),
@@ -298,8 +332,23 @@ impl PdCluster {
         Ok(())
     }
 
-    /// Client URLs of all members (`http://127.0.0.1:port`), stopped ones included: a client
-    /// configured with all of them must fail over by itself.
+    /// `https` with TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.pki.is_some() { "https" } else { "http" }
+    }
+
+    /// The directory of the harness's client certificate, with TLS.
+    fn tls_client(&self) -> Option<PathBuf> {
+        self.pki.as_ref().map(|p| p.dir("client"))
+    }
+
+    /// The certificates, when PD runs with TLS ([`PdOptions::tls`]).
+    pub fn pki(&self) -> Option<&crate::pki::Pki> {
+        self.pki.as_ref()
+    }
+
+    /// Client URLs of all members (`http://127.0.0.1:port`, `https://` with TLS), stopped ones
+    /// included: a client configured with all of them must fail over by itself.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
@@ -337,7 +386,19 @@ impl PdCluster {
         std::fs::create_dir_all(&data_dir)
             .map_err(crate::Error::io(format!("creating {}", data_dir.display())))?;
         let config = self.dir.join(format!("tikv-{index}.toml"));
-        std::fs::write(&config, format!("{TEST_SIM_CONFIG}\n{}", options.config))
+        let mut text = format!("{TEST_SIM_CONFIG}\n{}", options.config);
+        if let Some(pki) = &self.pki {
+            let name = format!("tikv-{index}");
+            pki.issue(&name, &pki.ca, pki.ca.pem())?;
+            let dir = pki.dir(&name);
+            text.push_str(&format!(
+                "\n[security]\nca-path = {:?}\ncert-path = {:?}\nkey-path = {:?}\n",
+                dir.join(tls::CA),
+                dir.join(tls::CERT),
+                dir.join(tls::KEY)
+            ));
+        }
+        std::fs::write(&config, text)
             .map_err(crate::Error::io(format!("writing {}", config.display())))?;
         let mut attempt = 1;
         loop {
@@ -373,6 +434,7 @@ impl PdCluster {
                 server: None,
                 generation: 0,
                 timeout: self.options.startup_timeout,
+                tls_client: self.tls_client(),
             };
             match store.start_and_wait().await {
                 Ok(()) => {
@@ -426,7 +488,9 @@ impl PdMember {
     }
 
     fn address(&self) -> &str {
-        self.client_url.trim_start_matches("http://")
+        self.client_url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
     }
 
     /// The current log file.
@@ -456,13 +520,15 @@ impl PdMember {
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
         let addr = self.address().to_string();
+        let tls = self.tls_client.clone();
         let server = self
             .server
             .as_mut()
             .ok_or_else(|| Error::Unknown(format!("running {}", self.name)))?;
         wait_until(server, timeout, || async {
-            match http_request(
+            match request(
                 &addr,
+                tls.as_deref(),
                 "GET",
                 "/pd/api/v1/leader",
                 None,
@@ -548,10 +614,12 @@ impl SimStore {
         let name = format!("tikv-{}.{}", self.index, self.generation);
         self.server = Some(Server::spawn(&name, &self.program, &self.args, &self.dir)?);
         let status_addr = self.status_addr.clone();
+        let tls = self.tls_client.clone();
         let server = self.server.as_mut().expect("just spawned");
         let metrics = wait_until(server, self.timeout, || async {
-            match http_request(
+            match request(
                 &status_addr,
+                tls.as_deref(),
                 "GET",
                 "/metrics",
                 None,
@@ -737,10 +805,39 @@ pub async fn http_request(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    request(addr, None, method, path, body, timeout).await
+}
+
+/// [`http_request`], over TLS with the certificate in `tls` (a directory of cert-manager's
+/// layout) when given. The server name is the host of `addr`.
+pub async fn request(
+    addr: &str,
+    tls: Option<&Path>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut stream: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(dir) => {
+                let material = tls::Paths::in_dir(dir).read().map_err(|e| e.to_string())?;
+                let parsed = material.parse().map_err(|e| e.to_string())?;
+                let config = tls::config::client(&parsed, &[]).map_err(|e| e.to_string())?;
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+                let name =
+                    rustls_pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                Box::new(tls)
+            }
+        };
         let body = body.unwrap_or("");
         let request = format!(
             "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -775,6 +872,10 @@ pub async fn http_request(
         .await
         .map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
 }
+
+/// A plain or TLS stream.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Copies the `*.log` files of `dir` to a new directory outside the janitor's reach, for the
 /// person reading a failed test.

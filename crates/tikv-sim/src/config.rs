@@ -55,7 +55,8 @@ pub enum ConfigError {
              replicas when PD tells it to"
 )]
 pub struct Cli {
-    /// PD endpoints, comma separated (`host:port` or `http://host:port`).
+    /// PD endpoints, comma separated (`host:port`, or `http://host:port`; `https://host:port`
+    /// with `[security]`).
     #[arg(
         long = "pd-endpoints",
         visible_alias = "pd",
@@ -148,8 +149,11 @@ impl Default for SplitConfig {
 /// Everything the store needs, resolved from flags, config file and defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// PD endpoints as `http://host:port`.
+    /// PD endpoints as `http://host:port` (`https://` with [`Config::security`]).
     pub pd_endpoints: Vec<String>,
+    /// TiKV's `[security]` files (`ca-path`, `cert-path`, `key-path`): mutual TLS on the gRPC
+    /// and status ports and towards PD and other stores. `None`: plain TCP.
+    pub security: Option<tls::Paths>,
     /// Listen address for raft traffic.
     pub addr: SocketAddr,
     /// Advertised raft address (registered with PD as the store address).
@@ -265,6 +269,12 @@ impl Config {
                 None => Vec::new(),
             }
         };
+        let security = security([
+            get_str("security", "ca-path")?,
+            get_str("security", "cert-path")?,
+            get_str("security", "key-path")?,
+        ])?;
+        let scheme = if security.is_some() { "https" } else { "http" };
         let pd_endpoints: Vec<String> = pd_endpoints
             .iter()
             .map(|e| e.trim())
@@ -274,12 +284,26 @@ impl Config {
                 if e.contains("://") {
                     e.to_string()
                 } else {
-                    format!("http://{e}")
+                    format!("{scheme}://{e}")
                 }
             })
             .collect();
         if pd_endpoints.is_empty() {
             return Err(ConfigError::Missing("--pd"));
+        }
+        if let Some(e) = pd_endpoints
+            .iter()
+            .find(|e| !e.starts_with(&format!("{scheme}://")))
+        {
+            return Err(ConfigError::Invalid {
+                key: "--pd".into(),
+                reason: match security {
+                    Some(_) => format!("{e}: with [security] PD is reached over https"),
+                    None => format!(
+                        "{e}: an https endpoint needs [security] (ca-path, cert-path, key-path)"
+                    ),
+                },
+            });
         }
 
         let addr_s = pick(
@@ -471,6 +495,7 @@ impl Config {
 
         Ok(Config {
             pd_endpoints,
+            security,
             addr,
             advertise_addr,
             status_addr,
@@ -486,6 +511,23 @@ impl Config {
             split,
             graceful_shutdown,
         })
+    }
+}
+
+/// TiKV's `[security]`: all three paths or none (as TiKV refuses a partial set); empty strings
+/// are unset.
+fn security(paths: [Option<String>; 3]) -> Result<Option<tls::Paths>, ConfigError> {
+    match paths.map(|p| p.filter(|p| !p.is_empty())) {
+        [None, None, None] => Ok(None),
+        [Some(ca), Some(cert), Some(key)] => Ok(Some(tls::Paths {
+            ca: Some(PathBuf::from(ca)),
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        })),
+        _ => Err(ConfigError::Invalid {
+            key: "security".into(),
+            reason: "ca-path, cert-path and key-path must be set together".into(),
+        }),
     }
 }
 
@@ -713,6 +755,39 @@ split-region-check-tick-interval = "1s"
         assert_eq!(c.graceful_shutdown, Duration::from_secs(5));
         std::fs::write(&file, "[coprocessor]\nregion-split-size = \"lots\"\n").unwrap();
         assert!(Config::from_cli(&cli(&args)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn security_turns_tls_on_for_pd_too() {
+        let dir = std::env::temp_dir().join(format!("tikv-sim-security-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tikv.toml");
+        let args = |pd: &str| {
+            cli(&[
+                "--pd",
+                pd,
+                "--data-dir",
+                "/d",
+                "--config",
+                file.to_str().unwrap(),
+            ])
+        };
+        std::fs::write(
+            &file,
+            "[security]\nca-path = \"/t/ca.crt\"\ncert-path = \"/t/tls.crt\"\nkey-path = \"/t/tls.key\"\n",
+        )
+        .unwrap();
+        let c = Config::from_cli(&args("pd:2379,https://pd-1:2379")).unwrap();
+        assert_eq!(c.pd_endpoints, ["https://pd:2379", "https://pd-1:2379"]);
+        assert_eq!(c.security.unwrap().cert, PathBuf::from("/t/tls.crt"));
+        assert!(Config::from_cli(&args("http://pd:2379")).is_err());
+        std::fs::write(&file, "[security]\nca-path = \"/t/ca.crt\"\n").unwrap();
+        assert!(Config::from_cli(&args("pd:2379")).is_err());
+        std::fs::write(&file, "[security]\nca-path = \"\"\n").unwrap();
+        let c = Config::from_cli(&args("pd:2379")).unwrap();
+        assert!(c.security.is_none());
+        assert!(Config::from_cli(&args("https://pd:2379")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

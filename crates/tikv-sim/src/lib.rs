@@ -27,6 +27,9 @@
 //! * **Shutdown** ([`node`]): SIGTERM hands leaders over within
 //!   `server.graceful-shutdown-timeout` while health is NOT_SERVING; SIGKILL loses nothing
 //!   that was acknowledged.
+//! * **TLS** ([`security`]): TiKV's `[security]` (`ca-path`, `cert-path`, `key-path`) turns on
+//!   mutual TLS on both ports and towards PD (`https://` endpoints) and other stores; changed
+//!   files apply to new connections without a restart, as in TiKV.
 //! * **Status** ([`server::status`]): `/status`, `/metrics` with TiKV's names
 //!   (`tikv_raftstore_region_count`, `tikv_store_size_bytes`, `tikv_grpc_msg_duration_seconds`,
 //!   `tikv_grpc_msg_fail_total`, `process_resident_memory_bytes`) and `/sim/regions`.
@@ -42,7 +45,7 @@
 //! `--sim-version` (env `TIKV_SIM_VERSION`, default 8.5.0; a leading `v` as in image tags is
 //! dropped) and `--sim-initial-regions` (env `TIKV_SIM_INITIAL_REGIONS`). The config file is a
 //! TiKV config; the simulator reads `server.*` addresses, labels and
-//! `graceful-shutdown-timeout`, `storage.data-dir`, `pd.endpoints`, `raftstore.capacity`, the
+//! `graceful-shutdown-timeout`, `storage.data-dir`, `pd.endpoints`, `security.*-path`, `raftstore.capacity`, the
 //! raftstore timers (see [`config::Timing`]), `coprocessor.region-split-size/keys` and
 //! `region-max-size/keys`, and ignores everything else.
 //!
@@ -63,5 +66,6 @@ pub mod node;
 pub mod pd;
 pub mod proto;
 pub mod raftstore;
+pub mod security;
 pub mod server;
 pub mod state;

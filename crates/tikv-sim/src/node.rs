@@ -23,6 +23,7 @@ use crate::engine::checkpoint::{self, CheckpointError};
 use crate::pd::{Pd, PdError, check};
 use crate::raftstore::region::initial_split_keys;
 use crate::raftstore::store::{self, Channels, Handle, Msg, PdTask, RaftstoreError, StoreConfig};
+use crate::security::Security;
 use crate::server::kv::{self, KvService};
 use crate::server::metrics::GrpcMetrics;
 use crate::server::status::{self, StatusInfo};
@@ -72,6 +73,9 @@ pub enum StoreError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(String),
+    /// The `[security]` files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::LoadError),
 }
 
 /// Why the tasks are stopping.
@@ -126,6 +130,7 @@ fn set_exit(exit: &watch::Sender<Option<Exit>>, why: Exit) {
 pub async fn run(cfg: Config) -> Result<(), StoreError> {
     let data = DataDir::open(&cfg.data_dir)?;
     let file = data.load()?;
+    let security = cfg.security.clone().map(Security::load).transpose()?;
     // Bind first, as TiKV does: an address in use is a startup error, not a later surprise.
     let bind = |addr| async move {
         TcpListener::bind(addr)
@@ -138,7 +143,10 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
     let (exit_tx, mut exit_rx) = watch::channel(None);
     spawn_signal_handler(exit_tx.clone());
 
-    let pd = Arc::new(Pd::new(cfg.pd_endpoints.clone()));
+    let pd = Arc::new(Pd::new(
+        cfg.pd_endpoints.clone(),
+        security.as_ref().map(Security::client),
+    ));
     let start_unix = unix_now();
     let startup = startup(&cfg, &pd, &data, file, start_unix);
     let (store_id, bootstrapped) = tokio::select! {
@@ -188,24 +196,33 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
     health.set_service_status("", ServingStatus::Serving).await;
     let svc = KvService::new(raftstore.clone(), cluster_id, grpc_metrics.clone());
     let mut grpc_stop = stop_rx.clone();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(3)))
-            .serve_with_incoming_shutdown(
-                kv::Endpoints {
-                    kv: kv::server(svc),
-                    health: health_service,
-                },
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(3)));
+    let endpoints = kv::Endpoints {
+        kv: kv::server(svc),
+        health: health_service,
+    };
+    let stopped = async move {
+        let _ = grpc_stop.changed().await;
+    };
+    let grpc = match &security {
+        None => tokio::spawn(
+            server.serve_with_incoming_shutdown(
+                endpoints,
                 tonic::transport::server::TcpIncoming::from(kv_listener)
                     .with_nodelay(Some(true))
                     .with_keepalive(Some(Duration::from_secs(10))),
-                async move {
-                    let _ = grpc_stop.changed().await;
-                },
+                stopped,
             ),
-    );
+        ),
+        Some(s) => tokio::spawn(server.serve_with_incoming_shutdown(
+            endpoints,
+            tls::net::incoming(kv_listener, s.grpc_server()),
+            stopped,
+        )),
+    };
     let info = Arc::new(StatusInfo {
         store_id,
         version: shared.cfg.version.clone(),
@@ -218,6 +235,7 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
         status_listener,
         info,
         raftstore.clone(),
+        security.as_ref().map(Security::status_server),
         stop_rx.clone(),
     ));
     let resolver = Arc::new(Resolver::new(pd.clone()));
@@ -225,7 +243,10 @@ pub async fn run(cfg: Config) -> Result<(), StoreError> {
         raft_rx,
         resolver,
         raftstore.clone(),
-        shared.cfg.timing.raft_rpc_timeout(),
+        transport::Dial {
+            timeout: shared.cfg.timing.raft_rpc_timeout(),
+            tls: security.as_ref().map(Security::client),
+        },
     ));
     tokio::spawn(heartbeat_stream_loop(shared.clone(), stop_rx.clone()));
     tokio::spawn(pd_task_loop(shared.clone(), pd_rx));

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pdclient::proto::pdpb::{self, ErrorType, pd_client::PdClient};
+use tls::net::ClientSource;
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
@@ -68,6 +69,8 @@ impl PdError {
 /// A (re)connecting gRPC client of the PD leader.
 pub struct Pd {
     endpoints: Vec<String>,
+    /// With TLS: the config of the next connection (the store's certificate, reloading).
+    tls: Option<ClientSource>,
     /// Client URLs of the members GetMembers reported last: PD members come and go (scale-out,
     /// replacement), so the configured endpoints may all be gone one day, as TiKV also handles.
     learned: std::sync::Mutex<Vec<String>>,
@@ -78,10 +81,12 @@ pub struct Pd {
 }
 
 impl Pd {
-    /// A client of the PD cluster at `endpoints` (`http://host:port`). Connects lazily.
-    pub fn new(endpoints: Vec<String>) -> Pd {
+    /// A client of the PD cluster at `endpoints` (`http://host:port`, or `https://host:port`
+    /// with `tls`). Connects lazily.
+    pub fn new(endpoints: Vec<String>, tls: Option<ClientSource>) -> Pd {
         Pd {
             endpoints,
+            tls,
             learned: std::sync::Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             conn: Mutex::new(None),
@@ -139,7 +144,7 @@ impl Pd {
             }
         }
         for endpoint in &candidates {
-            let mut client = match connect(endpoint).await {
+            let mut client = match connect(endpoint, self.tls.as_ref()).await {
                 Ok(c) => c,
                 Err(e) => {
                     errors.push(format!("{endpoint}: {e}"));
@@ -174,7 +179,7 @@ impl Pd {
             let leader = if same_url(leader_url, endpoint) {
                 client
             } else {
-                match connect(leader_url).await {
+                match connect(leader_url, self.tls.as_ref()).await {
                     Ok(c) => c,
                     Err(e) => {
                         errors.push(format!("leader {leader_url}: {e}"));
@@ -260,7 +265,7 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-async fn connect(url: &str) -> Result<PdClient<Channel>, String> {
+async fn connect(url: &str, tls: Option<&ClientSource>) -> Result<PdClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -269,7 +274,7 @@ async fn connect(url: &str) -> Result<PdClient<Channel>, String> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(3))
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| {
+    let channel = tls::net::connect(endpoint, tls).await.map_err(|e| {
         let mut s = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(inner) = src {

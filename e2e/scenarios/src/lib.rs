@@ -238,6 +238,15 @@ impl Env {
     /// Creates every object of an examples/ directory in the namespace, with the test tuning of
     /// [`tune`]; returns when it was done.
     pub async fn apply_example(&self, dir: &str) -> Instant {
+        self.apply_example_with(dir, |_| {}).await
+    }
+
+    /// [`Env::apply_example`], each object changed by `edit` first (e.g. a Cluster with TLS).
+    pub async fn apply_example_with(
+        &self,
+        dir: &str,
+        edit: impl Fn(&mut serde_yaml::Value),
+    ) -> Instant {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(dir);
@@ -252,6 +261,7 @@ impl Env {
             for doc in serde_yaml::Deserializer::from_str(&text) {
                 let mut v = serde_yaml::Value::deserialize(doc).unwrap();
                 tune(&mut v);
+                edit(&mut v);
                 match v["kind"].as_str() {
                     Some("Cluster") => drop(
                         self.api::<Cluster>()

@@ -18,12 +18,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+
 use pdclient::{PdClient, RegionCheck};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::Env;
+
+/// The kind `kvclient workload` gives a CAS that client-go answered "not swapped" with the
+/// CAS's own unique value: an earlier attempt of it took effect, and client-go's retry (RawKV
+/// CAS carries no request id, in TiKV too) compared against that. Its outcome is unknown to the
+/// application; the scenarios do not count it against the operator, and print it.
+pub const CAS_RETRIED: &str = "cas-retried";
 
 /// What the workload does.
 #[derive(Clone, Debug)]
@@ -439,7 +446,7 @@ impl Report {
         }
     }
 
-    /// The failed operations.
+    /// The failed operations (those of kind [`CAS_RETRIED`] included).
     pub fn failures(&self) -> impl Iterator<Item = &Op> {
         self.ops.iter().filter(|o| !o.ok)
     }
@@ -572,8 +579,18 @@ impl Report {
         self.assert_consistent();
         let outside: Vec<&Op> = self
             .failures()
+            .filter(|o| o.kind.as_deref() != Some(CAS_RETRIED))
             .filter(|o| !windows.iter().any(|w| w.overlaps(o.started(), o.ended())))
             .collect();
+        let retried = self
+            .failures()
+            .filter(|o| o.kind.as_deref() == Some(CAS_RETRIED))
+            .count();
+        if retried > 0 {
+            // Not the operator's doing: client-go retries a RawKV CAS whose first attempt took
+            // effect and reports "not swapped". The checker counts it as an unknown outcome.
+            println!("{retried} CAS answered wrongly by client-go's retry ({CAS_RETRIED})");
+        }
         assert!(
             outside.is_empty(),
             "{} operations failed outside the allowed windows; the first: {:?}\n{}\nhistory {}",

@@ -45,11 +45,12 @@ func bench(args []string) error {
 	valueSize := fs.Int("value-size", 100, "value size in bytes")
 	load := fs.Int("load", 0, "keys to write with BatchPut before the run (from key 0)")
 	opTimeout := fs.Duration("op-timeout", 30*time.Second, "timeout of one operation")
+	security := securityFlags(fs)
 	_ = fs.Parse(args)
 	if *clients < 1 || *keys < 1 || *readPct < 0 || *readPct > 100 {
 		return fmt.Errorf("bad flags: --clients and --keys must be positive, --read-percent 0..100")
 	}
-	cli, err := connect(*pd)
+	cli, err := connect(*pd, security())
 	if err != nil {
 		return err
 	}

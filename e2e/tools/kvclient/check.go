@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/tikv/client-go/v2/config"
 	"github.com/tikv/client-go/v2/rawkv"
 )
 
@@ -53,6 +54,7 @@ type lostWrite struct {
 func check(args []string) error {
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	pd := fs.String("pd", "", "PD endpoints, comma separated (none: the history has its final reads)")
+	security := securityFlags(fs)
 	history := fs.String("history", "", "history file written by `workload`")
 	var keys workloadConfig
 	keys.flags(fs)
@@ -68,7 +70,7 @@ func check(args []string) error {
 		return err
 	}
 	if *pd != "" {
-		if all, err = appendReadBack(*pd, *history, all, keys); err != nil {
+		if all, err = appendReadBack(*pd, security(), *history, all, keys); err != nil {
 			return err
 		}
 	}
@@ -107,8 +109,8 @@ func check(args []string) error {
 }
 
 // appendReadBack reads every key back and appends those reads to the history (file and slice).
-func appendReadBack(pd, path string, ops []op, keys workloadConfig) ([]op, error) {
-	cli, err := connect(pd)
+func appendReadBack(pd string, security config.Security, path string, ops []op, keys workloadConfig) ([]op, error) {
+	cli, err := connect(pd, security)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,10 @@
 //	                                        write was lost and whether the history is linearizable
 //	                                        (porcupine, partitioned by key)
 //
+// Every subcommand takes --ca, --cert and --key for a cluster with TLS (client-go's
+// config.Security: the CA bundle is read once, the client certificate at every handshake, so a
+// renewed one is used by the next connection).
+//
 // Keys and values are strings in the JSON.
 package main
 
@@ -73,13 +77,21 @@ func usage() {
 	os.Exit(2)
 }
 
-func connect(pd string) (*rawkv.Client, error) {
+// securityFlags adds --ca, --cert and --key to fs; the result gives them as client-go's Security.
+func securityFlags(fs *flag.FlagSet) func() config.Security {
+	ca := fs.String("ca", "", "CA bundle (PEM) the cluster's certificates chain to; enables TLS")
+	cert := fs.String("cert", "", "client certificate (PEM), with --ca")
+	key := fs.String("key", "", "its private key (PEM)")
+	return func() config.Security { return config.NewSecurity(*ca, *cert, *key, nil) }
+}
+
+func connect(pd string, security config.Security) (*rawkv.Client, error) {
 	if pd == "" {
 		return nil, fmt.Errorf("--pd is required")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cli, err := rawkv.NewClientWithOpts(ctx, strings.Split(pd, ","), rawkv.WithSecurity(config.Security{}))
+	cli, err := rawkv.NewClientWithOpts(ctx, strings.Split(pd, ","), rawkv.WithSecurity(security))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PD %s: %w", pd, err)
 	}
@@ -120,8 +132,9 @@ type response struct {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	pd := fs.String("pd", "", "PD endpoints, comma separated")
+	security := securityFlags(fs)
 	_ = fs.Parse(args)
-	cli, err := connect(*pd)
+	cli, err := connect(*pd, security())
 	if err != nil {
 		return err
 	}

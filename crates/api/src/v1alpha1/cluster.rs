@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.metadata.name.size() <= 40").message("a Cluster name must be at most 40 characters")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.tlsCluster) && has(self.tlsCluster.enabled) && self.tlsCluster.enabled) == (has(oldSelf.tlsCluster) && has(oldSelf.tlsCluster.enabled) && oldSelf.tlsCluster.enabled)"
+).message("tlsCluster.enabled cannot change once the cluster exists"))]
 pub struct ClusterSpec {
     /// Stop every change to this cluster's objects (pods, PVCs, PD state) until set back to
     /// false. Status keeps being reported.
@@ -42,6 +45,10 @@ pub struct ClusterSpec {
     #[serde(default = "default_revision_history_limit")]
     #[schemars(range(min = 0))]
     pub revision_history_limit: i32,
+    /// Mutual TLS between PD, TiKV, their clients and the operator. Off unless set; whether it
+    /// is on cannot change once the cluster exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cluster: Option<TlsCluster>,
 }
 
 impl ClusterSpec {
@@ -51,6 +58,42 @@ impl ClusterSpec {
             .as_ref()
             .is_some_and(|s| s.suspend_compute)
     }
+}
+
+impl Cluster {
+    /// Whether PD and TiKV serve and dial each other only with mutual TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.spec.tls_cluster.as_ref().is_some_and(|t| t.enabled)
+    }
+
+    /// The Secret with the operator's client certificate for PD, when TLS is on.
+    pub fn client_secret_name(&self) -> Option<String> {
+        let tls = self.spec.tls_cluster.as_ref().filter(|t| t.enabled)?;
+        Some(tls.client_secret_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-cluster-client-secret",
+                self.metadata.name.as_deref().unwrap_or_default()
+            )
+        }))
+    }
+}
+
+/// Mutual TLS inside the cluster. Certificates come from Secrets in cert-manager's layout
+/// (`tls.crt`, `tls.key`, `ca.crt`): each group's from `<group>-cluster-secret` unless its
+/// template names another (`template.spec.tls.secretName`), the operator's from
+/// `clientSecretName`. A renewed certificate is picked up without restarts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsCluster {
+    /// PD and TiKV serve and dial each other only with mutual TLS, and refuse clients without a
+    /// certificate from the cluster's CA.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Secret with the client certificate the operator presents to PD; default
+    /// `<cluster>-cluster-client-secret`. It may change at any time (nothing restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_name: Option<String>,
 }
 
 fn default_revision_history_limit() -> i32 {
@@ -128,4 +171,40 @@ pub struct ComponentStatus {
     pub replicas: i32,
     /// Ready instances.
     pub ready_replicas: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1alpha1::ComponentTls;
+
+    #[test]
+    fn default_secret_names() {
+        let mut c = Cluster::new("basic", ClusterSpec::default());
+        assert!(!c.tls_enabled());
+        assert_eq!(c.client_secret_name(), None);
+        c.spec.tls_cluster = Some(TlsCluster {
+            enabled: true,
+            client_secret_name: None,
+        });
+        assert!(c.tls_enabled());
+        assert_eq!(
+            c.client_secret_name().as_deref(),
+            Some("basic-cluster-client-secret")
+        );
+        c.spec.tls_cluster.as_mut().unwrap().client_secret_name = Some("op".into());
+        assert_eq!(c.client_secret_name().as_deref(), Some("op"));
+
+        assert_eq!(
+            ComponentTls::secret_name(None, "basic-pd"),
+            "basic-pd-cluster-secret"
+        );
+        let named = ComponentTls {
+            secret_name: Some("pd-certs".into()),
+        };
+        assert_eq!(
+            ComponentTls::secret_name(Some(&named), "basic-pd"),
+            "pd-certs"
+        );
+    }
 }

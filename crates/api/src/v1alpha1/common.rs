@@ -146,6 +146,27 @@ pub struct VolumeClaimOverlay {
     pub metadata: Option<OverlayMeta>,
 }
 
+/// The certificate of a group's instances, with TLS on (`Cluster.spec.tlsCluster.enabled`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentTls {
+    /// Secret in cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`); default
+    /// `<group>-cluster-secret`. Its certificate must be valid for server and client auth and
+    /// for every instance's DNS name (`*.<group>-peer.<namespace>.svc`; PD also for
+    /// `<group>.<namespace>.svc`). Changing the name rolls the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+}
+
+impl ComponentTls {
+    /// The Secret of group `group` with `tls` from its template.
+    pub fn secret_name(tls: Option<&ComponentTls>, group: &str) -> String {
+        tls.and_then(|t| t.secret_name.clone())
+            .unwrap_or_else(|| format!("{group}-cluster-secret"))
+    }
+}
+
 /// A TCP port.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

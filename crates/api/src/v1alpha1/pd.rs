@@ -6,8 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port, Resources,
-    SchedulePolicy, UpdatePolicy, Volume,
+    ClusterReference, ComponentTls, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port,
+    Resources, SchedulePolicy, UpdatePolicy, Volume,
 };
 
 /// Default image repository of PD; the tag is the version.
@@ -103,6 +103,9 @@ pub struct PDTemplateSpec {
     /// Patches of the generated pod and PVCs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<Overlay>,
+    /// The certificate of this group's instances, used when the Cluster has TLS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ComponentTls>,
 }
 
 fn default_pd_image() -> String {

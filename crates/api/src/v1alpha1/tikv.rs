@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ClusterReference, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port, Resources,
-    SchedulePolicy, UpdatePolicy, Volume,
+    ClusterReference, ComponentTls, GroupStatus, InstanceStatus, ObjectMeta, Overlay, Port,
+    Resources, SchedulePolicy, UpdatePolicy, Volume,
 };
 
 /// Default image repository of TiKV; the tag is the version.
@@ -127,6 +127,9 @@ pub struct TiKVTemplateSpec {
     /// Patches of the generated pod and PVCs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<Overlay>,
+    /// The certificate of this group's instances, used when the Cluster has TLS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ComponentTls>,
 }
 
 fn default_tikv_image() -> String {

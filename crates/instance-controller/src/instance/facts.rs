@@ -3,13 +3,16 @@
 //! them ("is the pod outdated?") are answered here, in one place.
 
 use api::v1alpha1::Cluster;
-use k8s_openapi::api::core::v1::Pod;
+use api::v1alpha1::ComponentTls;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
+use operator_runtime::tls_secret;
+
 use crate::context::{Context, Error};
-use crate::kind::InstanceKind;
+use crate::kind::{InstanceKind, group_of};
 use crate::status;
 
 /// The facts every instance reconcile starts from.
@@ -23,6 +26,11 @@ pub struct Facts<'a, K> {
     pub cluster: Option<Cluster>,
     /// Its pod (not read while the instance is being deleted: nothing is done with it then).
     pub pod: Option<Pod>,
+    /// With TLS on: its certificate Secret (`None`: it does not exist, or TLS is off).
+    pub tls_secret: Option<Secret>,
+    /// With TLS on: the operator's client certificate for PD (the Cluster's client Secret), or
+    /// why it cannot be used. `None`: TLS is off.
+    pub pd_tls: Option<Result<tls::Material, String>>,
     /// When the facts were read.
     pub now: Timestamp,
 }
@@ -49,20 +57,52 @@ impl<'a, K: InstanceKind> Facts<'a, K> {
         let cluster = Api::<Cluster>::namespaced(client.clone(), &namespace)
             .get_opt(obj.cluster_name())
             .await?;
-        let pod = if obj.meta().deletion_timestamp.is_some() {
+        let deleting = obj.meta().deletion_timestamp.is_some();
+        let pod = if deleting {
             None
         } else {
-            Api::<Pod>::namespaced(client, &namespace)
+            Api::<Pod>::namespaced(client.clone(), &namespace)
                 .get_opt(&obj.name_any())
                 .await?
+        };
+        // Secrets are read by name (RBAC: get, no list or watch); a change is seen on the next
+        // look.
+        let tls = cluster.as_ref().is_some_and(Cluster::tls_enabled);
+        let secrets = Api::<Secret>::namespaced(client, &namespace);
+        let tls_secret = if tls && !deleting {
+            secrets.get_opt(&tls_secret_name(obj)).await?
+        } else {
+            None
+        };
+        let now = Timestamp::now();
+        let pd_tls = match cluster.as_ref().and_then(Cluster::client_secret_name) {
+            Some(name) => {
+                let secret = secrets.get_opt(&name).await?;
+                let usage = tls::Usage::Client;
+                Some(tls_secret::usable(
+                    &namespace,
+                    &name,
+                    secret.as_ref(),
+                    &usage,
+                    now,
+                ))
+            }
+            None => None,
         };
         Ok(Self {
             obj,
             namespace,
             cluster,
             pod,
-            now: Timestamp::now(),
+            tls_secret,
+            pd_tls,
+            now,
         })
+    }
+
+    /// Whether the Cluster has TLS on.
+    pub fn tls_enabled(&self) -> bool {
+        self.cluster.as_ref().is_some_and(Cluster::tls_enabled)
     }
 
     /// The instance is being deleted.
@@ -136,4 +176,11 @@ impl<'a, K: InstanceKind> Facts<'a, K> {
             .instance_status()
             .map_or(&[], |s| s.conditions.as_slice())
     }
+}
+
+/// The Secret of the instance's certificate: its template's, or its group's default.
+pub fn tls_secret_name<K: InstanceKind>(obj: &K) -> String {
+    // An instance always carries its group label; without one its own name stands in.
+    let group = group_of(obj).map_or_else(|| obj.name_any(), String::from);
+    ComponentTls::secret_name(obj.tls(), &group)
 }

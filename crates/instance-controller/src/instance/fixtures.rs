@@ -98,6 +98,8 @@ pub fn facts<'a, K>(obj: &'a K, cluster: Option<Cluster>, pod: Option<Pod>) -> F
         namespace: "ns".into(),
         cluster,
         pod,
+        tls_secret: None,
+        pd_tls: None,
         now: now(),
     }
 }

@@ -11,8 +11,9 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use operator_runtime::conditions::{self, NewCondition};
+use operator_runtime::tls_secret;
 
-use super::facts::{Facts, Restart};
+use super::facts::{Facts, Restart, tls_secret_name};
 use crate::kind::InstanceKind;
 pub use crate::metrics::Observation;
 use crate::resources::{self, Desired, Invalid};
@@ -280,7 +281,18 @@ pub fn sync<K: InstanceKind>(facts: &Facts<K>, pd_url: Option<&str>) -> Sync {
         let message = "waiting for the Cluster to report PD's URL".to_string();
         return blocked(synced::WAITING_FOR_PD, message, true, None);
     };
-    match resources::desired(facts.obj, &facts.namespace, pd_url) {
+    let tls_secret = if cluster.tls_enabled() {
+        let name = tls_secret_name(facts.obj);
+        if let Err(message) = tls_problem(facts, &name) {
+            // Polled: Secrets are not watched (RBAC: get only).
+            let warn = Some(events::INVALID_TLS_SECRET);
+            return blocked(synced::INVALID_TLS_SECRET, message, false, warn);
+        }
+        Some(name)
+    } else {
+        None
+    };
+    match resources::desired(facts.obj, &facts.namespace, pd_url, tls_secret.as_deref()) {
         Ok(d) => Sync::Run(Box::new(d)),
         Err(Invalid::Config(message)) => blocked(
             synced::INVALID_CONFIG,
@@ -295,6 +307,17 @@ pub fn sync<K: InstanceKind>(facts: &Facts<K>, pd_url: Option<&str>) -> Sync {
             Some(events::INVALID_SPEC),
         ),
     }
+}
+
+/// Why the instance's certificate Secret `name` (as read) cannot be used now: missing, a key
+/// missing, not PEM, a key that is not the certificate's, not issued by `ca.crt`, expired or not
+/// yet valid, not for server and client auth, or not for the names others reach the instance at.
+pub fn tls_problem<K: InstanceKind>(facts: &Facts<K>, name: &str) -> Result<(), String> {
+    let usage = tls::Usage::Peer {
+        names: facts.obj.tls_names(&facts.namespace),
+    };
+    let secret = facts.tls_secret.as_ref();
+    tls_secret::usable(&facts.namespace, name, secret, &usage, facts.now).map(drop)
 }
 
 /// The pod part of a plan.
@@ -422,4 +445,246 @@ pub fn status<K: InstanceKind>(
     }
     fill(&mut st);
     st
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use api::v1alpha1::{PD, TiKV};
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use serde_json::json;
+    use testenv::pki::{Ca, Leaf, Pair};
+
+    use super::*;
+    use crate::instance::fixtures::*;
+
+    fn secret(ca: &Ca, pair: &Pair) -> Secret {
+        let data = [
+            (tls::CA, ca.pem()),
+            (tls::CERT, pair.cert.as_str()),
+            (tls::KEY, pair.key.as_str()),
+        ];
+        Secret {
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn tls_cluster() -> api::v1alpha1::Cluster {
+        cluster(json!({"tlsCluster": {"enabled": true}}))
+    }
+
+    /// The store `t1` at r2 with its pod at r1: it would restart if it could.
+    fn outdated() -> TiKV {
+        tikv("r2", json!({}), json!({"currentRevision": "r1"}))
+    }
+
+    const TIKV_NAMES: &[&str] = &["t1.basic-tikv-peer.ns.svc"];
+
+    #[test]
+    fn an_unusable_certificate_secret_blocks_everything_and_names_the_secret() {
+        let ca = Ca::new("cluster").unwrap();
+        let other = Ca::new("other").unwrap();
+        let good = ca.issue(&Leaf::peer("tikv", TIKV_NAMES)).unwrap();
+        let mut no_key = secret(&ca, &good);
+        no_key.data.as_mut().unwrap().remove(tls::KEY);
+        let mut foreign_key = secret(&ca, &good);
+        foreign_key.data.as_mut().unwrap().insert(
+            tls::KEY.into(),
+            ByteString(ca.issue(&Leaf::client("x")).unwrap().key.into_bytes()),
+        );
+        let mut expired = Leaf::peer("tikv", TIKV_NAMES);
+        expired.not_after = UNIX_EPOCH + Duration::from_secs(now().as_second() as u64 - 60);
+        let table: Vec<(&str, Option<Secret>, &str)> = vec![
+            ("missing", None, "does not exist"),
+            ("no key", Some(no_key), "has no tls.key"),
+            ("foreign key", Some(foreign_key), "tls.key is not the key"),
+            (
+                "another CA",
+                Some(secret(
+                    &ca,
+                    &other.issue(&Leaf::peer("t", TIKV_NAMES)).unwrap(),
+                )),
+                "is not issued by a CA in ca.crt",
+            ),
+            (
+                "other names",
+                Some(secret(
+                    &ca,
+                    &ca.issue(&Leaf::peer("t", &["x.ns.svc"])).unwrap(),
+                )),
+                "tls.crt is not valid",
+            ),
+            (
+                "client only",
+                Some(secret(&ca, &ca.issue(&Leaf::client("t")).unwrap())),
+                "tls.crt is not valid",
+            ),
+            (
+                "expired",
+                Some(secret(&ca, &ca.issue(&expired).unwrap())),
+                "tls.crt is not valid",
+            ),
+        ];
+        let t = outdated();
+        for (case, s, want) in table {
+            let mut f = facts(&t, Some(tls_cluster()), Some(pod("t1", "r1", true)));
+            f.tls_secret = s;
+            let sync = sync(&f, f.pd_url());
+            let Sync::Blocked {
+                reason,
+                message,
+                until_changed,
+                event,
+            } = &sync
+            else {
+                panic!("{case}: not blocked: {sync:?}");
+            };
+            assert_eq!(*reason, synced::INVALID_TLS_SECRET, "{case}");
+            assert!(
+                message.starts_with("TLS Secret ns/basic-tikv-cluster-secret ")
+                    && message.contains(want),
+                "{case}: {message}"
+            );
+            assert!(!until_changed, "{case}: Secrets are polled");
+            let event = event.as_ref().expect("a Warning the first time");
+            assert_eq!(
+                (event.type_, event.reason),
+                (EventType::Warning, events::INVALID_TLS_SECRET)
+            );
+            // Nothing restarts (the new pod could not run either), nothing is applied.
+            let plan = pod_plan(&f, &sync, true);
+            assert_eq!((&plan.op, &plan.apply), (&PodOp::Keep, &None), "{case}");
+            assert_eq!(plan.synced.reason, synced::INVALID_TLS_SECRET);
+        }
+        // Said once: with the condition stored, no second Event.
+        let told = tikv(
+            "r2",
+            json!({}),
+            json!({"currentRevision": "r1",
+                   "conditions": [condition("Synced", "False", "InvalidTLSSecret", 10)]}),
+        );
+        let f = facts(&told, Some(tls_cluster()), Some(pod("t1", "r1", true)));
+        assert!(matches!(
+            sync(&f, f.pd_url()),
+            Sync::Blocked { event: None, .. }
+        ));
+        // Without TLS the Secret is not needed.
+        let f = facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true)));
+        assert!(matches!(sync(&f, f.pd_url()), Sync::Run(_)));
+    }
+
+    fn run<K: InstanceKind>(f: &Facts<K>) -> Desired {
+        match sync(f, Some("https://basic-pd.ns.svc:2379")) {
+            Sync::Run(d) => *d,
+            other => panic!("blocked: {other:?}"),
+        }
+    }
+
+    fn volume_secret(pod: &Pod) -> Option<String> {
+        let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
+        let v = volumes.iter().find(|v| v.name == "cluster-tls")?;
+        v.secret.as_ref()?.secret_name.clone()
+    }
+
+    #[test]
+    fn a_usable_secret_is_mounted_and_tls_configured() {
+        let ca = Ca::new("cluster").unwrap();
+        // TiKV: the Secret its template names; [security] in its config; a TCP probe.
+        let t = tikv(
+            "r1",
+            json!({"tls": {"secretName": "tikv-certs"}}),
+            json!({}),
+        );
+        let mut f = facts(&t, Some(tls_cluster()), None);
+        f.tls_secret = Some(secret(
+            &ca,
+            &ca.issue(&Leaf::peer("t", TIKV_NAMES)).unwrap(),
+        ));
+        let d = run(&f);
+        assert_eq!(volume_secret(&d.pod).as_deref(), Some("tikv-certs"));
+        let config: toml::Table = d.config_map.data.unwrap()["config.toml"].parse().unwrap();
+        assert_eq!(
+            config["security"]["cert-path"].as_str(),
+            Some("/var/lib/tikv-tls/tls.crt")
+        );
+        let c = &d.pod.spec.as_ref().unwrap().containers[0];
+        assert!(c.readiness_probe.as_ref().unwrap().tcp_socket.is_some());
+        assert!(
+            c.command
+                .as_ref()
+                .unwrap()
+                .contains(&"--pd=https://basic-pd.ns.svc:2379".to_string())
+        );
+
+        // PD: its group's default Secret, valid for its own name and the Service; https URLs
+        // and the files as flags.
+        let p = pd("r1", json!({}));
+        let mut f = facts(&p, Some(tls_cluster()), None);
+        let names = ["pd-b.basic-pd-peer.ns.svc", "basic-pd.ns.svc"];
+        f.tls_secret = Some(secret(&ca, &ca.issue(&Leaf::peer("pd", &names)).unwrap()));
+        let d = run(&f);
+        assert_eq!(
+            volume_secret(&d.pod).as_deref(),
+            Some("basic-pd-cluster-secret")
+        );
+        let args = d.pod.spec.as_ref().unwrap().containers[0]
+            .command
+            .clone()
+            .unwrap();
+        for want in [
+            "--client-urls=https://0.0.0.0:2379",
+            "--advertise-peer-urls=https://pd-b.basic-pd-peer.ns.svc:2380",
+            "--cacert=/var/lib/pd-tls/ca.crt",
+            "--cert=/var/lib/pd-tls/tls.crt",
+            "--key=/var/lib/pd-tls/tls.key",
+        ] {
+            assert!(args.contains(&want.to_string()), "{want} in {args:?}");
+        }
+        // Valid for the member's name only: stores could not reach it through the Service.
+        f.tls_secret = Some(secret(
+            &ca,
+            &ca.issue(&Leaf::peer("pd", &names[..1])).unwrap(),
+        ));
+        assert!(matches!(sync(&f, f.pd_url()), Sync::Blocked { .. }));
+        // The files are the operator's.
+        let mut owns: PD = p.clone();
+        owns.spec.template.config = Some("[security]\ncert-path = \"/x\"\n".into());
+        let mut f = facts(&owns, Some(tls_cluster()), None);
+        f.tls_secret = Some(secret(&ca, &ca.issue(&Leaf::peer("pd", &names)).unwrap()));
+        assert!(matches!(
+            sync(&f, f.pd_url()),
+            Sync::Blocked {
+                reason: synced::INVALID_CONFIG,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_operators_client_certificate_must_be_for_client_auth_from_the_ca() {
+        let client_tls = |ns: &str, name: &str, s: Option<&Secret>, now| {
+            tls_secret::usable(ns, name, s, &tls::Usage::Client, now)
+        };
+        let ca = Ca::new("cluster").unwrap();
+        let name = "basic-cluster-client-secret";
+        let ok = secret(&ca, &ca.issue(&Leaf::client("operator")).unwrap());
+        let m = client_tls("ns", name, Some(&ok), now()).unwrap();
+        assert_eq!(m.ca, ca.pem().as_bytes());
+        let missing = client_tls("ns", name, None, now()).unwrap_err();
+        assert_eq!(
+            missing,
+            "TLS Secret ns/basic-cluster-client-secret does not exist"
+        );
+        let foreign = Ca::new("other").unwrap();
+        let bad = secret(&ca, &foreign.issue(&Leaf::client("operator")).unwrap());
+        let err = client_tls("ns", name, Some(&bad), now()).unwrap_err();
+        assert!(err.contains("is not issued by a CA in ca.crt"), "{err}");
+    }
 }

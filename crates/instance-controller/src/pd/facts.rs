@@ -77,10 +77,25 @@ pub async fn gather<'a>(
         };
         return Ok((facts, None));
     }
+    let tls = match &instance.pd_tls {
+        Some(Err(problem)) => {
+            // PD cannot be asked without the operator's certificate: nothing is changed.
+            let members = Some(Err(problem.clone()));
+            let facts = PdFacts {
+                instance,
+                members,
+                tikv: None,
+            };
+            return Ok((facts, None));
+        }
+        Some(Ok(m)) => Some(m.clone()),
+        None => None,
+    };
     let client = ctx.pd_client(
         &instance.namespace,
         &pd.spec.cluster.name,
         &pd_url(&instance),
+        tls.as_ref(),
     )?;
     let members = members(&client).await;
     if let Ok(ms) = &members {
@@ -111,6 +126,7 @@ pub fn pd_url(facts: &Facts<PD>) -> String {
             group_of(facts.obj).unwrap_or_default(),
             &facts.namespace,
             facts.obj.spec.template.server.ports.client.port,
+            facts.tls_enabled(),
         )
     })
 }

@@ -7,12 +7,16 @@ use kube::{Resource, ResourceExt};
 
 use crate::kind::InstanceKind;
 
-use crate::resources::pod::{self, CONFIG_DIR, CONFIG_FILE, PodInputs, fqdn, image_ref};
+use crate::resources::pod::{self, CONFIG_DIR, CONFIG_FILE, PodInputs, TlsMount, fqdn, image_ref};
 
 /// Default data directory of PD.
 pub const PD_DATA_DIR: &str = "/var/lib/pd";
 /// Default data directory of TiKV.
 pub const TIKV_DATA_DIR: &str = "/var/lib/tikv";
+/// Where PD's certificate Secret is mounted (TLS on).
+pub const PD_TLS_DIR: &str = "/var/lib/pd-tls";
+/// Where TiKV's certificate Secret is mounted (TLS on).
+pub const TIKV_TLS_DIR: &str = "/var/lib/tikv-tls";
 
 /// The shortest termination grace period of a pod: PD hands its leadership over and TiKV
 /// flushes on SIGTERM.
@@ -45,23 +49,41 @@ pub fn tikv_termination_grace_seconds(config: Option<&str>) -> i64 {
 /// bootstrap together with `--initial-cluster`; others `--join` the running cluster through the
 /// PD client Service.
 /// PD ignores both once its data directory has a member (a restart never re-bootstraps).
-pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> Vec<String> {
+/// With `tls`, every URL is `https` and PD serves and dials with the mounted certificate.
+pub fn pd_command(
+    pd: &PD,
+    namespace: &str,
+    data_dir: &str,
+    join_url: &str,
+    tls: bool,
+) -> Vec<String> {
     let ports = &pd.spec.template.server.ports;
     let name = pd.name_any();
     let host = fqdn(&name, &pd.spec.subdomain, namespace);
+    let scheme = if tls { "https" } else { "http" };
     let mut args = vec![
         "/pd-server".to_string(),
         format!("--name={name}"),
         format!("--data-dir={data_dir}"),
-        format!("--client-urls=http://0.0.0.0:{}", ports.client.port),
+        format!("--client-urls={scheme}://0.0.0.0:{}", ports.client.port),
         format!(
-            "--advertise-client-urls=http://{host}:{}",
+            "--advertise-client-urls={scheme}://{host}:{}",
             ports.client.port
         ),
-        format!("--peer-urls=http://0.0.0.0:{}", ports.peer.port),
-        format!("--advertise-peer-urls=http://{host}:{}", ports.peer.port),
+        format!("--peer-urls={scheme}://0.0.0.0:{}", ports.peer.port),
+        format!(
+            "--advertise-peer-urls={scheme}://{host}:{}",
+            ports.peer.port
+        ),
         format!("--config={CONFIG_DIR}/{CONFIG_FILE}"),
     ];
+    if tls {
+        args.extend([
+            format!("--cacert={PD_TLS_DIR}/{}", tls::CA),
+            format!("--cert={PD_TLS_DIR}/{}", tls::CERT),
+            format!("--key={PD_TLS_DIR}/{}", tls::KEY),
+        ]);
+    }
     if pd.spec.initial_members.is_empty() {
         args.push(format!("--join={join_url}"));
     } else {
@@ -71,7 +93,7 @@ pub fn pd_command(pd: &PD, namespace: &str, data_dir: &str, join_url: &str) -> V
             .iter()
             .map(|m| {
                 format!(
-                    "{m}=http://{}:{}",
+                    "{m}={scheme}://{}:{}",
                     fqdn(m, &pd.spec.subdomain, namespace),
                     ports.peer.port
                 )
@@ -133,8 +155,13 @@ pub fn tikv_address(tikv: &TiKV, namespace: &str) -> String {
     )
 }
 
-/// Pod inputs of a PD member.
-pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Option<PodInputs<'a>> {
+/// Pod inputs of a PD member; `tls_secret`: its certificate (TLS on).
+pub fn pd_pod_inputs<'a>(
+    pd: &'a PD,
+    namespace: &'a str,
+    join_url: &str,
+    tls_secret: Option<&str>,
+) -> Option<PodInputs<'a>> {
     let spec = &pd.spec.template;
     let data = pod::data_dir(&spec.volumes, PD_DATA_DIR)?;
     Some(PodInputs {
@@ -146,7 +173,7 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
         topology: pd.spec.topology.as_ref(),
         component: PD::COMPONENT,
         image: image_ref(&spec.image, &spec.version),
-        command: pd_command(pd, namespace, &data, join_url),
+        command: pd_command(pd, namespace, &data, join_url, tls_secret.is_some()),
         ports: vec![
             ("client", spec.server.ports.client.port),
             ("peer", spec.server.ports.peer.port),
@@ -158,14 +185,17 @@ pub fn pd_pod_inputs<'a>(pd: &'a PD, namespace: &'a str, join_url: &str) -> Opti
         resources: spec.resources.as_ref(),
         overlay: spec.overlay.as_ref(),
         termination_grace_seconds: MIN_TERMINATION_GRACE_SECONDS,
+        tls: tls_secret.map(|s| TlsMount::new(s, PD_TLS_DIR)),
     })
 }
 
-/// Pod inputs of a TiKV store.
+/// Pod inputs of a TiKV store; `tls_secret`: its certificate (TLS on; the files are in its
+/// config's `[security]`).
 pub fn tikv_pod_inputs<'a>(
     tikv: &'a TiKV,
     namespace: &'a str,
     pd_url: &str,
+    tls_secret: Option<&str>,
 ) -> Option<PodInputs<'a>> {
     let spec = &tikv.spec.template;
     let data = pod::data_dir(&spec.volumes, TIKV_DATA_DIR)?;
@@ -183,13 +213,18 @@ pub fn tikv_pod_inputs<'a>(
             ("client", spec.server.ports.client.port),
             ("status", spec.server.ports.status.port),
         ],
-        readiness: pod::http_probe("/status", spec.server.ports.status.port),
+        // With TLS the status port wants a client certificate, which the kubelet has not.
+        readiness: match tls_secret {
+            None => pod::http_probe("/status", spec.server.ports.status.port),
+            Some(_) => pod::tcp_probe(spec.server.ports.status.port),
+        },
         metrics_port: spec.server.ports.status.port,
         volumes: &spec.volumes,
         data_path: TIKV_DATA_DIR,
         resources: spec.resources.as_ref(),
         overlay: spec.overlay.as_ref(),
         termination_grace_seconds: tikv_termination_grace_seconds(spec.config.as_deref()),
+        tls: tls_secret.map(|s| TlsMount::new(s, TIKV_TLS_DIR)),
     })
 }
 
@@ -243,6 +278,7 @@ spec:
             "ns",
             "/var/lib/pd",
             "http://basic-pd.ns.svc:2379",
+            false,
         );
         assert!(args.contains(&"--initial-cluster=basic-pd-abc=http://basic-pd-abc.basic-pd-peer.ns.svc:2380,basic-pd-def=http://basic-pd-def.basic-pd-peer.ns.svc:2380".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--join")));
@@ -250,7 +286,13 @@ spec:
         assert!(args.contains(
             &"--advertise-client-urls=http://basic-pd-abc.basic-pd-peer.ns.svc:2379".to_string()
         ));
-        let join = pd_command(&pd(&[]), "ns", "/var/lib/pd", "http://basic-pd.ns.svc:2379");
+        let join = pd_command(
+            &pd(&[]),
+            "ns",
+            "/var/lib/pd",
+            "http://basic-pd.ns.svc:2379",
+            false,
+        );
         assert!(join.contains(&"--join=http://basic-pd.ns.svc:2379".to_string()));
         assert!(!join.iter().any(|a| a.starts_with("--initial-cluster")));
     }
@@ -258,8 +300,8 @@ spec:
     #[test]
     fn pd_pod_has_stable_identity_volumes_and_overlay() {
         let p = pd(&[]);
-        let pod =
-            build_pod(&pd_pod_inputs(&p, "ns", "http://basic-pd.ns.svc:2379").unwrap()).unwrap();
+        let pod = build_pod(&pd_pod_inputs(&p, "ns", "http://basic-pd.ns.svc:2379", None).unwrap())
+            .unwrap();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("basic-pd-abc"));
         assert_eq!(spec.subdomain.as_deref(), Some("basic-pd-peer"));
@@ -320,7 +362,7 @@ spec:
 "#,
         )
         .unwrap();
-        let inputs = tikv_pod_inputs(&t, "ns", "http://basic-pd.ns.svc:2379").unwrap();
+        let inputs = tikv_pod_inputs(&t, "ns", "http://basic-pd.ns.svc:2379", None).unwrap();
         // TiKV serves its metrics on the status port; the user may turn scraping off.
         let annotations = build_pod(&inputs).unwrap().metadata.annotations.unwrap();
         assert_eq!(annotations["prometheus.io/port"], "20180");

@@ -25,6 +25,20 @@ pub const TIKV_OWNED: &[&str] = &[
     "pd.endpoints",
 ];
 
+/// Keys of the PD config the operator owns with TLS on (it passes the files as flags).
+pub const PD_TLS_OWNED: &[&str] = &[
+    "security.cacert-path",
+    "security.cert-path",
+    "security.key-path",
+];
+
+/// Keys of the TiKV config the operator owns with TLS on (it writes them: [`with_security`]).
+pub const TIKV_TLS_OWNED: &[&str] = &[
+    "security.ca-path",
+    "security.cert-path",
+    "security.key-path",
+];
+
 /// A config the operator cannot use.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -51,6 +65,28 @@ pub fn render(user: Option<&str>, owned: &[&str]) -> Result<String, Error> {
         return Err(Error::OwnedKeys(set));
     }
     Ok(text.to_string())
+}
+
+/// A checked config with TiKV's `[security]` files in `dir` (cert-manager's file names) added to
+/// the user's `[security]` table, if any.
+pub fn with_security(text: &str, dir: &str) -> Result<String, Error> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::Parse(e.message().to_string()))?;
+    let security = table
+        .entry("security")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(security) = security else {
+        return Err(Error::OwnedKeys(vec!["security".into()]));
+    };
+    for (key, file) in [
+        ("ca-path", tls::CA),
+        ("cert-path", tls::CERT),
+        ("key-path", tls::KEY),
+    ] {
+        security.insert(key.into(), format!("{dir}/{file}").into());
+    }
+    toml::to_string(&table).map_err(|e| Error::Parse(e.to_string()))
 }
 
 fn lookup(table: &toml::Table, dotted: &str) -> bool {
@@ -93,6 +129,31 @@ mod tests {
         );
         // A same-named key in another table is the user's.
         assert!(render(Some("[log]\nname = \"x\""), PD_OWNED).is_ok());
+    }
+
+    #[test]
+    fn security_is_added_to_the_users_table() {
+        let cfg = "[security]\nredact-info-log = true\n[storage]\nreserve-space = \"0MB\"\n";
+        let out: toml::Table = with_security(cfg, "/var/lib/tikv-tls")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(out["security"]["redact-info-log"].as_bool(), Some(true));
+        assert_eq!(
+            out["security"]["cert-path"].as_str(),
+            Some("/var/lib/tikv-tls/tls.crt")
+        );
+        assert_eq!(
+            out["security"]["ca-path"].as_str(),
+            Some("/var/lib/tikv-tls/ca.crt")
+        );
+        assert_eq!(out["storage"]["reserve-space"].as_str(), Some("0MB"));
+        assert!(with_security("security = 1", "/d").is_err());
+        // With TLS the files are the operator's.
+        assert_eq!(
+            render(Some("[security]\nca-path = \"/x\""), TIKV_TLS_OWNED),
+            Err(Error::OwnedKeys(vec!["security.ca-path".into()]))
+        );
     }
 
     #[test]

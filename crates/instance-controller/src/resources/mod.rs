@@ -34,16 +34,22 @@ pub enum Invalid {
     Spec(String),
 }
 
-/// The objects of `obj` in `namespace`, whose PD answers at `pd_url`.
+/// The objects of `obj` in `namespace`, whose PD answers at `pd_url`; with TLS on, its
+/// certificate comes from the Secret `tls_secret`.
 pub fn desired<K: InstanceKind>(
     obj: &K,
     namespace: &str,
     pd_url: &str,
+    tls_secret: Option<&str>,
 ) -> Result<Desired, Invalid> {
-    let rendered = config::render(obj.config(), K::OWNED_CONFIG_KEYS)
-        .map_err(|e| Invalid::Config(e.to_string()))?;
+    let invalid = |e: config::Error| Invalid::Config(e.to_string());
+    let mut rendered = config::render(obj.config(), K::OWNED_CONFIG_KEYS).map_err(invalid)?;
+    if tls_secret.is_some() {
+        config::render(obj.config(), K::TLS_OWNED_CONFIG_KEYS).map_err(invalid)?;
+        rendered = K::with_tls_config(&rendered).map_err(invalid)?;
+    }
     let inputs = obj
-        .pod_inputs(namespace, pd_url)
+        .pod_inputs(namespace, pd_url, tls_secret)
         .ok_or_else(|| Invalid::Spec(pod::Error::NoDataVolume.to_string()))?;
     let pod = pod::build_pod(&inputs).map_err(|e| Invalid::Spec(e.to_string()))?;
     let config_map = ConfigMap {

@@ -7,8 +7,8 @@ use api::v1alpha1::{Overlay, Volume, VolumeMountType};
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, TCPSocketAction,
-    VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements,
+    SecretVolumeSource, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -68,6 +68,31 @@ pub struct PodInputs<'a> {
     pub overlay: Option<&'a Overlay>,
     /// How long the kubelet lets the process stop after SIGTERM before killing it.
     pub termination_grace_seconds: i64,
+    /// The certificate's Secret volume (TLS on).
+    pub tls: Option<TlsMount>,
+}
+
+/// Name of the pod volume of the certificate's Secret.
+pub const TLS_VOLUME: &str = "cluster-tls";
+
+/// A certificate Secret mounted read-only; the kubelet updates the files when the Secret
+/// changes, and the component picks them up without a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsMount {
+    /// The Secret.
+    pub secret: String,
+    /// Where it is mounted.
+    pub path: &'static str,
+}
+
+impl TlsMount {
+    /// The Secret `secret` at `path`.
+    pub fn new(secret: &str, path: &'static str) -> Self {
+        Self {
+            secret: secret.to_string(),
+            path,
+        }
+    }
 }
 
 /// `<instance>.<subdomain>.<namespace>.svc`: the stable address of an instance.
@@ -157,6 +182,22 @@ pub fn build_pod(input: &PodInputs) -> Result<Pod, Error> {
         }),
         ..Default::default()
     }];
+    if let Some(tls) = &input.tls {
+        mounts.push(VolumeMount {
+            name: TLS_VOLUME.into(),
+            mount_path: tls.path.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(k8s_openapi::api::core::v1::Volume {
+            name: TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     for v in input.volumes {
         for m in &v.mounts {
             let path = match (&m.mount_path, m.type_) {

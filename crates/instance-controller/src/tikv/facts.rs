@@ -185,7 +185,21 @@ pub async fn gather<'a>(
             None,
         ));
     };
-    let client = ctx.pd_client(&instance.namespace, &tikv.spec.cluster.name, &url)?;
+    let tls = match &instance.pd_tls {
+        Some(Err(problem)) => {
+            // PD cannot be asked without the operator's certificate: nothing is changed.
+            let pd = PdView::Unreachable(problem.clone());
+            return Ok((TikvFacts { instance, pd }, None));
+        }
+        Some(Ok(m)) => Some(m.clone()),
+        None => None,
+    };
+    let client = ctx.pd_client(
+        &instance.namespace,
+        &tikv.spec.cluster.name,
+        &url,
+        tls.as_ref(),
+    )?;
     let address = tikv_address(tikv, &instance.namespace);
     let mut facts = TikvFacts {
         pd: match snapshot(&client, &address).await {

@@ -35,6 +35,7 @@ const COVERED: &[&str] = &[
     "overlay labels must not use the reserved prefixes tikv.org/ and app.kubernetes.io/",
     "overlay annotations must not use the reserved prefix tikv.org/",
     "store labels zone, host and region are set by the operator",
+    "tlsCluster.enabled cannot change once the cluster exists",
 ];
 
 fn collect_messages(s: &JSONSchemaProps, out: &mut Vec<String>) {
@@ -564,4 +565,54 @@ async fn cluster_subdomain_and_topology_are_immutable() {
                 .expect("marking offline");
         }
     }
+}
+
+#[tokio::test]
+async fn tls_cannot_be_switched_on_or_off() {
+    let cp = testenv::shared();
+    let client = cp.client();
+    let ns = cp.create_namespace("cel-tls").await;
+    let api = Cluster.api(&client, &ns);
+    let message = "tlsCluster.enabled cannot change once the cluster exists";
+    // Created without TLS: it cannot be turned on; `enabled: false` changes nothing.
+    create_ok(&api, Cluster.good("plain")).await;
+    assert_invalid(
+        update(&api, "plain", |v| {
+            set(v, "/spec/tlsCluster", json!({"enabled": true}))
+        })
+        .await,
+        message,
+    );
+    update(&api, "plain", |v| {
+        set(v, "/spec/tlsCluster", json!({"enabled": false}))
+    })
+    .await
+    .expect("adding tlsCluster.enabled=false");
+    // Created with TLS: it cannot be turned off or removed; the client Secret may change.
+    let mut tls = Cluster.good("tls");
+    set(&mut tls, "/spec/tlsCluster", json!({"enabled": true}));
+    create_ok(&api, tls).await;
+    assert_invalid(
+        update(&api, "tls", |v| {
+            set(v, "/spec/tlsCluster/enabled", json!(false))
+        })
+        .await,
+        message,
+    );
+    assert_invalid(
+        update(&api, "tls", |v| remove(v, "/spec/tlsCluster")).await,
+        message,
+    );
+    update(&api, "tls", |v| {
+        set(
+            v,
+            "/spec/tlsCluster/clientSecretName",
+            json!("operator-client"),
+        )
+    })
+    .await
+    .expect("changing the client Secret");
+    update(&api, "tls", |v| set(v, "/spec/paused", json!(true)))
+        .await
+        .expect("other fields still change");
 }

@@ -1,5 +1,6 @@
 //! The status server: `/status`, `/metrics` (TiKV's metric names) and `/sim/regions` (every
-//! replica as JSON, for debugging).
+//! replica as JSON, for debugging). With `[security]` it speaks HTTPS and, as TiKV's, refuses
+//! clients without a certificate from the bundle.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -102,11 +103,12 @@ pub fn metrics_text(info: &StatusInfo, view: &View) -> String {
     out
 }
 
-/// Serves the status endpoints until `shutdown` changes.
+/// Serves the status endpoints until `shutdown` changes; over TLS with the configs of `tls`.
 pub async fn serve(
     listener: TcpListener,
     info: Arc<StatusInfo>,
     store: Handle,
+    tls: Option<tls::net::ServerSource>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -123,18 +125,32 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let (info, store) = (info.clone(), store.clone());
+        let tls = tls.as_ref().map(|source| source());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (info, store) = (info.clone(), store.clone());
-                async move { Ok::<_, Infallible>(handle(&info, &store, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            match tls {
+                None => connection(stream, info, store).await,
+                Some(config) => match tls::net::accept(config, stream).await {
+                    Ok(conn) => connection(conn, info, store).await,
+                    Err(e) => tracing::info!(error = %e, "status: TLS handshake refused"),
+                },
             }
         });
+    }
+}
+
+async fn connection<IO>(io: IO, info: Arc<StatusInfo>, store: Handle)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let (info, store) = (info.clone(), store.clone());
+        async move { Ok::<_, Infallible>(handle(&info, &store, req).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pdclient::proto::pdpb;
+use tls::net::ClientSource;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
@@ -89,14 +90,27 @@ impl Resolver {
     }
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<TikvClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+/// How this store dials the others: the raft message timeout, and TLS when the store has
+/// `[security]`.
+#[derive(Clone)]
+pub struct Dial {
+    /// Connect timeout (and how long a peer gets to answer).
+    pub timeout: Duration,
+    /// The client config of the next connection.
+    pub tls: Option<ClientSource>,
+}
+
+async fn connect(addr: &str, dial: &Dial) -> Result<TikvClient<Channel>, String> {
+    let scheme = if dial.tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| e.to_string())?
-        .connect_timeout(timeout)
+        .connect_timeout(dial.timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(3));
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let channel = tls::net::connect(endpoint, dial.tls.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(TikvClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
@@ -107,7 +121,7 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Vec<Outbound>>,
     resolver: Arc<Resolver>,
     store: Handle,
-    timeout: Duration,
+    dial: Dial,
 ) {
     let mut queues: HashMap<u64, mpsc::Sender<RaftMessage>> = HashMap::new();
     while let Some(batch) = rx.recv().await {
@@ -119,14 +133,20 @@ pub async fn run(
                     out.to_store,
                     out.msg,
                     data,
-                    timeout,
+                    dial.clone(),
                 ));
                 continue;
             }
             let to = out.to_store;
             let queue = queues.entry(to).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(connection(to, rx, resolver.clone(), store.clone(), timeout));
+                tokio::spawn(connection(
+                    to,
+                    rx,
+                    resolver.clone(),
+                    store.clone(),
+                    dial.clone(),
+                ));
                 tx
             });
             if queue.try_send(out.msg).is_err() {
@@ -142,7 +162,7 @@ async fn connection(
     mut rx: mpsc::Receiver<RaftMessage>,
     resolver: Arc<Resolver>,
     store: Handle,
-    timeout: Duration,
+    dial: Dial,
 ) {
     let mut pending: Option<RaftMessage> = None;
     loop {
@@ -157,7 +177,7 @@ async fn connection(
             unreachable(&store, &mut rx, store_id).await;
             continue;
         };
-        let mut client = match connect(&addr, timeout).await {
+        let mut client = match connect(&addr, &dial).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(store_id, %addr, error = %e, "cannot connect to store");
@@ -216,7 +236,7 @@ async fn send_snapshot(
     store_id: u64,
     msg: RaftMessage,
     data: Vec<u8>,
-    timeout: Duration,
+    dial: Dial,
 ) {
     let region_id = msg.region_id;
     let to_peer = msg.to_peer.map(|p| p.id).unwrap_or_default();
@@ -226,7 +246,7 @@ async fn send_snapshot(
             .resolve(store_id)
             .await
             .ok_or("store address unknown")?;
-        let mut client = connect(&addr, timeout).await?;
+        let mut client = connect(&addr, &dial).await?;
         let mut chunks: Vec<SnapshotChunk> = data
             .chunks(CHUNK)
             .map(|c| SnapshotChunk {

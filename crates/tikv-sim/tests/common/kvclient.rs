@@ -21,14 +21,34 @@ pub struct KvClient {
 pub fn pd_addrs(endpoints: &[String]) -> String {
     endpoints
         .iter()
-        .map(|e| e.trim_start_matches("http://"))
+        .map(|e| {
+            e.trim_start_matches("https://")
+                .trim_start_matches("http://")
+        })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// kvclient's TLS flags for the certificate in `dir` (cert-manager's layout).
+pub fn tls_args(dir: &std::path::Path) -> Vec<String> {
+    [
+        ("--ca", tls::CA),
+        ("--cert", tls::CERT),
+        ("--key", tls::KEY),
+    ]
+    .into_iter()
+    .flat_map(|(flag, file)| [flag.to_string(), dir.join(file).display().to_string()])
+    .collect()
 }
 
 impl KvClient {
     /// Starts the client against PD and waits until it is connected.
     pub async fn start(endpoints: &[String]) -> KvClient {
+        Self::start_with(endpoints, &[]).await
+    }
+
+    /// [`KvClient::start`] with more flags (e.g. [`tls_args`]).
+    pub async fn start_with(endpoints: &[String], extra: &[String]) -> KvClient {
         let bin = testenv::bin_path("kvclient").expect("kvclient is built by e2e/tools/build.sh");
         let log = std::env::temp_dir().join(format!(
             "kvclient-{}-{}.log",
@@ -41,6 +61,7 @@ impl KvClient {
         let stderr = std::fs::File::create(&log).expect("kvclient log file");
         let mut child = Command::new(bin)
             .args(["serve", "--pd", &pd_addrs(endpoints)])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)

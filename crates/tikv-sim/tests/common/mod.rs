@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pdclient::{PdClient, StoreInfo, StoreStateName};
+use pdclient::{PdClient, RegionCheck, StoreInfo, StoreStateName};
 use testenv::pd::{PdCluster, PdOptions, StoreOptions};
 
 pub mod kvclient;
@@ -81,26 +81,6 @@ where
     }
 }
 
-/// How many regions PD lists under `/regions/check/{check}` (`learner-peer`, `pending-peer`).
-pub async fn regions_in_check(client: &PdClient, check: &str) -> Result<u64, String> {
-    let path = format!("/pd/api/v1/regions/check/{check}");
-    let mut last = String::from("no PD endpoint");
-    // Any member answers (followers forward to the leader); some may be stopped.
-    for e in client.endpoints() {
-        let addr = e.trim_start_matches("http://").trim_end_matches('/');
-        match testenv::pd::http_request(addr, "GET", &path, None, Duration::from_secs(3)).await {
-            Ok((200, body)) => {
-                let v: serde_json::Value =
-                    serde_json::from_str(&body).map_err(|e| e.to_string())?;
-                return Ok(v["count"].as_u64().unwrap_or(0));
-            }
-            Ok((code, body)) => last = format!("GET {path}: {code} {body}"),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
 /// The store with ID `id` in a store list.
 pub fn find(stores: &[StoreInfo], id: u64) -> Option<&StoreInfo> {
     stores.iter().find(|s| s.store.id == id)
@@ -137,10 +117,14 @@ pub async fn wait_replicated(
             }
             // Replicas count learners too: PD adds a learner, waits for it to catch up (a
             // snapshot), then promotes it. Full replication is every replica a voter.
-            for check in ["learner-peer", "pending-peer"] {
-                let n = regions_in_check(client, check).await?;
+            for check in [RegionCheck::LearnerPeer, RegionCheck::PendingPeer] {
+                let n = client
+                    .regions_in_check(check)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .len();
                 if n > 0 {
-                    return Err(format!("{n} regions with a {check}"));
+                    return Err(format!("{n} regions in {check:?}"));
                 }
             }
             Ok(leaders)

@@ -68,6 +68,7 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             ("core.tikv.org", "clusters/finalizers", "update"),
             ("core.tikv.org", "pdgroups", "delete"),
             ("core.tikv.org", "tikvgroups", "delete"),
+            ("", "secrets", "get"),
         ],
         "tikv-operator-group-controller" => vec![
             ("core.tikv.org", "pdgroups", "watch"),
@@ -96,6 +97,7 @@ fn needs(chart: &str) -> Vec<(&'static str, &'static str, &'static str)> {
             ("", "pods", "watch"),
             ("", "configmaps", "patch"),
             ("", "persistentvolumeclaims", "patch"),
+            ("", "secrets", "get"),
         ],
     });
     n
@@ -158,6 +160,23 @@ fn charts_render_hardened_and_least_privilege() {
                     "{chart} {set:?}: RBAC does not grant {v} on {g}/{r}"
                 );
             }
+            // Secrets: read by name where TLS needs them, never listed, watched or written.
+            let secret_verbs: Vec<&Value> = rules
+                .iter()
+                .filter(|r| {
+                    r["resources"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|x| x == "secrets")
+                })
+                .flat_map(|r| r["verbs"].as_array().unwrap())
+                .collect();
+            let want: &[&str] = match chart {
+                "tikv-operator-group-controller" => &[],
+                _ => &["get"],
+            };
+            assert_eq!(secret_verbs, want, "{chart}: verbs on secrets");
             for r in &rules {
                 for field in ["apiGroups", "resources", "verbs"] {
                     assert!(

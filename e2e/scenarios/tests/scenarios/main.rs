@@ -11,6 +11,7 @@ mod lifecycle;
 mod node_faults;
 mod prometheus;
 mod scale_in;
+mod tls;
 mod up_down;
 mod upgrade;
 mod zones;

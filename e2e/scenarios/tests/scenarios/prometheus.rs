@@ -165,8 +165,7 @@ fn every_dashboard_and_alert_query_returns_series() {
         })
         .await;
 
-        // A fourth store, then back to three: PD removes one (removal progress and ETA). One
-        // replica move at a time, so that the removal lasts several of PD's 10 s progress updates.
+        // A fourth store, then back to three: PD removes one (removal progress and ETA).
         let pd = env.pd("basic").await;
         let ready_instances = |n: usize| {
             let env = &env;

@@ -1,0 +1,332 @@
+//! examples/basic with `tlsCluster.enabled` on the real nodes: before its Secrets exist every
+//! instance says which one is missing and nothing runs; with them the cluster comes up with
+//! mutual TLS everywhere; client-go (kvclient) works with a client certificate and is refused
+//! without one, as is any client without a certificate on PD's and the stores' ports; renewed
+//! certificates (cert-manager's normal case) reach every pod through the kubelet while a client
+//! load runs, without an error and without a restart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use api::v1alpha1::{Instance, PD, TiKV};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams, PostParams};
+use operator_runtime::conditions;
+use serde_json::Value;
+use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, write_dir};
+use testenv::wait_for;
+
+/// The Secrets of the cluster, issued by `ca`: name → pair. PD's also names its members with
+/// the cluster domain: etcd checks a peer's certificate against the reverse lookup of its IP.
+fn issue(ca: &Ca, ns: &str) -> BTreeMap<String, (Pair, Vec<String>)> {
+    let pd = vec![
+        format!("*.basic-pd-peer.{ns}.svc"),
+        format!("*.basic-pd-peer.{ns}.svc.cluster.local"),
+        format!("basic-pd.{ns}.svc"),
+    ];
+    let tikv = vec![format!("*.basic-tikv-peer.{ns}.svc")];
+    let mut out = BTreeMap::new();
+    for (name, names) in [
+        ("basic-pd-cluster-secret", Some(pd)),
+        ("basic-tikv-cluster-secret", Some(tikv)),
+        ("basic-cluster-client-secret", None),
+    ] {
+        let leaf = match &names {
+            Some(n) => Leaf::peer(name, &n.iter().map(String::as_str).collect::<Vec<_>>()),
+            None => Leaf::client("tikv-operator"),
+        };
+        let pair = ca.issue(&leaf).unwrap();
+        out.insert(name.to_string(), (pair, names.unwrap_or_default()));
+    }
+    out
+}
+
+/// A Secret of cert-manager's layout.
+fn secret(name: &str, ca: &Ca, pair: &Pair) -> Secret {
+    let data = [
+        ("ca.crt", ca.pem()),
+        ("tls.crt", pair.cert.as_str()),
+        ("tls.key", pair.key.as_str()),
+    ];
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Runs `kvclient bench` against the cluster's PD (with the certificate in `dir` when given);
+/// its JSON result, or why it failed or did not finish within `within`.
+async fn bench(
+    env: &e2e::Env,
+    dir: Option<&Path>,
+    args: &[&str],
+    within: Duration,
+) -> Result<Value, String> {
+    let bin = testenv::bin_path("kvclient").expect("kvclient (e2e/tools/build.sh kvclient)");
+    let mut cmd = env.command(bin);
+    cmd.args(["bench", "--pd", &format!("basic-pd.{}.svc:2379", env.ns)])
+        .args(args);
+    if let Some(d) = dir {
+        for (flag, file) in [
+            ("--ca", "ca.crt"),
+            ("--cert", "tls.crt"),
+            ("--key", "tls.key"),
+        ] {
+            cmd.arg(flag).arg(d.join(file));
+        }
+    }
+    let out = tokio::time::timeout(within, cmd.output())
+        .await
+        .map_err(|_| format!("no result within {within:?}"))?
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Every server port of the cluster with the name its certificate is checked for, and the
+/// Secret that certificate comes from: PD's client URLs, the stores' gRPC and status ports.
+async fn servers(pd: &pdclient::PdClient) -> Vec<(String, String, &'static str)> {
+    let mut out = Vec::new();
+    for m in pd.members().await.unwrap().members {
+        for url in m.client_urls {
+            let addr = url.trim_start_matches("https://").to_string();
+            let host = addr.split(':').next().unwrap().to_string();
+            out.push((addr, host, "basic-pd-cluster-secret"));
+        }
+    }
+    for s in pd.stores().await.unwrap() {
+        for addr in [&s.store.address, &s.store.status_address] {
+            let host = addr.split(':').next().unwrap().to_string();
+            out.push((addr.clone(), host, "basic-tikv-cluster-secret"));
+        }
+    }
+    out
+}
+
+/// Waits for the Cluster to be Ready; else panics with every instance's conditions and the
+/// end of every pod's log (PD's own words on a TLS problem).
+async fn ready_or_explain(env: &e2e::Env) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < deadline {
+        let s = env.api::<api::v1alpha1::Cluster>().get("basic").await;
+        if s.ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| conditions::is_true(&s.conditions, "Ready"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let mut out = String::new();
+    for p in env.api::<PD>().list(&Default::default()).await.unwrap() {
+        out += &format!(
+            "PD {}: {:?}\n",
+            p.name_any(),
+            p.status.map(|s| s.common.conditions)
+        );
+    }
+    for t in env.api::<TiKV>().list(&Default::default()).await.unwrap() {
+        out += &format!(
+            "TiKV {}: {:?}\n",
+            t.name_any(),
+            t.status.map(|s| s.common.conditions)
+        );
+    }
+    let params = kube::api::LogParams {
+        tail_lines: Some(15),
+        ..Default::default()
+    };
+    for p in env.api::<Pod>().list(&Default::default()).await.unwrap() {
+        let log = env.api::<Pod>().logs(&p.name_any(), &params).await;
+        out += &format!(
+            "--- pod {}:\n{}\n",
+            p.name_any(),
+            log.unwrap_or_else(|e| e.to_string())
+        );
+    }
+    panic!("Cluster basic not Ready within 240s:\n{out}");
+}
+
+/// Every pod with its UID and restart count.
+async fn pods(env: &e2e::Env) -> BTreeMap<String, (String, i32)> {
+    let list = env.api::<Pod>().list(&Default::default()).await.unwrap();
+    list.items
+        .iter()
+        .map(|p| (p.name_any(), (p.uid().unwrap(), e2e::restarts(p))))
+        .collect()
+}
+
+#[test]
+fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts() {
+    e2e::run(async {
+        let env = e2e::Env::start("tls").await;
+        let ns = env.ns.clone();
+        let applied = env
+            .apply_example_with("basic", |v| {
+                if v["kind"].as_str() == Some("Cluster") {
+                    v["spec"]["tlsCluster"] = serde_yaml::from_str("{enabled: true}").unwrap();
+                }
+            })
+            .await;
+
+        // Without its Secrets nothing runs, and each instance names what is missing.
+        let missing = format!("TLS Secret {ns}/basic-pd-cluster-secret does not exist");
+        wait_for(60, "PD instances reporting the missing Secret", || async {
+            let pds = env.api::<PD>().list(&Default::default()).await.ok()?.items;
+            (!pds.is_empty()
+                && pds.iter().all(|p| {
+                    p.status.as_ref().is_some_and(|s| {
+                        conditions::find(&s.common.conditions, "Synced")
+                            .is_some_and(|c| c.reason == "InvalidTLSSecret" && c.message == missing)
+                    })
+                }))
+            .then_some(())
+        })
+        .await;
+        env.wait_event("InvalidTLSSecret", None, 30).await;
+        assert!(pods(&env).await.is_empty(), "no pod without certificates");
+
+        let ca = Ca::new("tls-e2e-ca").unwrap();
+        let issued = issue(&ca, &ns);
+        for (name, (pair, _)) in &issued {
+            env.api::<Secret>()
+                .create(&PostParams::default(), &secret(name, &ca, pair))
+                .await
+                .unwrap();
+        }
+        ready_or_explain(&env).await;
+        println!(
+            "TLS cluster: apply -> Ready in {:.1}s (Secrets created after the first check)",
+            applied.elapsed().as_secs_f64()
+        );
+
+        // PD with the operator's kind of client certificate.
+        let client = &issued["basic-cluster-client-secret"].0;
+        let url = format!("https://basic-pd.{ns}.svc:2379");
+        let pd = pdclient::PdClient::builder([url])
+            .tls(client.material(ca.pem()))
+            .build()
+            .unwrap();
+        assert_eq!(e2e::up_stores(&pd, None).await, Some(3));
+
+        // client-go with a certificate works; without one, or with another CA's, it does not.
+        let dir = std::env::temp_dir().join(format!("tls-e2e-{ns}"));
+        write_dir(&dir.join("client"), ca.pem(), client).unwrap();
+        let once = ["--duration", "2s", "--keys", "1000", "--load", "1000"];
+        let ok = bench(
+            &env,
+            Some(&dir.join("client")),
+            &once,
+            Duration::from_secs(60),
+        )
+        .await;
+        let ok = ok.expect("client-go with a client certificate");
+        assert_eq!(ok["errors"], 0, "{ok}");
+        let short = ["--duration", "0s", "--load", "1"];
+        let plain = bench(&env, None, &short, Duration::from_secs(15)).await;
+        assert!(plain.is_err(), "client-go without TLS got in: {plain:?}");
+        let stranger = Ca::new("stranger").unwrap();
+        let foreign = stranger.issue(&Leaf::client("stranger")).unwrap();
+        write_dir(&dir.join("foreign"), ca.pem(), &foreign).unwrap();
+        let other = bench(
+            &env,
+            Some(&dir.join("foreign")),
+            &short,
+            Duration::from_secs(15),
+        )
+        .await;
+        assert!(
+            other.is_err(),
+            "client-go with another CA's certificate got in"
+        );
+
+        // Every port: refused without a certificate or with a foreign one.
+        let ports = servers(&pd).await;
+        assert_eq!(ports.len(), 3 + 2 * 3, "{ports:?}");
+        for (addr, host, _) in &ports {
+            let ours = handshake(addr, host, client_config(ca.pem(), Some(client)).unwrap()).await;
+            assert!(
+                ours.is_ok(),
+                "{addr} refused the cluster's client: {ours:?}"
+            );
+            let none = handshake(addr, host, client_config(ca.pem(), None).unwrap()).await;
+            assert!(
+                none.is_err(),
+                "{addr} let a client without a certificate in"
+            );
+            let other = handshake(addr, host, client_config(ca.pem(), Some(&foreign)).unwrap());
+            assert!(other.await.is_err(), "{addr} let another CA's client in");
+        }
+
+        // Renewal under load: new certificates in every Secret; the kubelet updates the pods'
+        // volumes, PD and the stores present the new one on the next handshake.
+        let before = pods(&env).await;
+        let load = {
+            let args = [
+                "--duration",
+                "90s",
+                "--clients",
+                "4",
+                "--keys",
+                "1000",
+                "--read-percent",
+                "50",
+            ];
+            let client_dir = dir.join("client");
+            let env = &env;
+            async move { bench(env, Some(&client_dir), &args, Duration::from_secs(240)).await }
+        };
+        let renew = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let began = Instant::now();
+            let renewed = issue(&ca, &ns);
+            for (name, (pair, _)) in &renewed {
+                let s = serde_json::to_value(secret(name, &ca, pair)).unwrap();
+                env.api::<Secret>()
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&s))
+                    .await
+                    .unwrap();
+            }
+            let new_client = &renewed["basic-cluster-client-secret"].0;
+            for (addr, host, from) in &ports {
+                let want = renewed[*from].0.der();
+                let what = format!("{addr} presenting its renewed certificate");
+                wait_for(150, &what, || async {
+                    let config = client_config(ca.pem(), Some(new_client)).unwrap();
+                    let served = handshake(addr, host, config).await.ok()?;
+                    (served == want).then_some(())
+                })
+                .await;
+            }
+            began.elapsed()
+        };
+        let (result, took) = tokio::join!(load, renew);
+        println!("renewal: every server presented its new certificate after {took:?}");
+        let result = result.expect("the load runs through the renewal");
+        println!("kvclient bench during the renewal: {result}");
+        assert_eq!(
+            result["errors"], 0,
+            "client errors during the renewal: {result}"
+        );
+        assert!(result["ops"].as_u64().unwrap() > 0);
+        assert_eq!(pods(&env).await, before, "no pod was replaced or restarted");
+        let tikvs = env.api::<TiKV>().list(&Default::default()).await.unwrap();
+        assert!(tikvs.items.iter().all(|t| t.ready_at_revision()));
+        std::fs::remove_dir_all(&dir).ok();
+        env.stop().await;
+    });
+}
