@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 use pdclient::{PdClient, RegionCheck};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

@@ -198,10 +198,19 @@ fn every_dashboard_and_alert_query_returns_series() {
         // progress: an empty test store drains faster than PD's progress updates otherwise.
         pd.set_replica_schedule_limit(0).await.unwrap();
         replicas(3).await;
-        wait_for(180, "Prometheus to scrape a store's removal progress", || async {
-            let out = promtool(&["query", "instant", url, "tikv_operator_store_removal_progress"]);
-            out.ok()?.contains('{').then_some(())
-        })
+        wait_for(
+            180,
+            "Prometheus to scrape a store's removal progress",
+            || async {
+                let out = promtool(&[
+                    "query",
+                    "instant",
+                    url,
+                    "tikv_operator_store_removal_progress",
+                ]);
+                out.ok()?.contains('{').then_some(())
+            },
+        )
         .await;
         // Then one move at a time, so that PD can measure a speed (the ETA) on the way.
         pd.set_replica_schedule_limit(1).await.unwrap();
