@@ -20,8 +20,11 @@ pub struct Member {
     /// etcd member ID.
     pub member_id: u64,
     /// Peer URLs (etcd raft traffic).
+    #[serde(deserialize_with = "null_as_empty")]
     pub peer_urls: Vec<String>,
-    /// Client URLs (HTTP and gRPC API).
+    /// Client URLs (HTTP and gRPC API); empty for a member that joined and has not started yet
+    /// (PD answers `null`).
+    #[serde(deserialize_with = "null_as_empty")]
     pub client_urls: Vec<String>,
     /// Leader priority; higher is preferred by PD's leader priority check.
     pub leader_priority: i32,
@@ -63,7 +66,9 @@ pub struct MemberHealth {
     pub name: String,
     /// etcd member ID.
     pub member_id: u64,
-    /// Client URLs the health probe used.
+    /// Client URLs the health probe used (`null` from PD for a member that joined and has not
+    /// started yet).
+    #[serde(deserialize_with = "null_as_empty")]
     pub client_urls: Vec<String>,
     /// Whether the member answered `GET /pd/api/v1/ping`.
     pub health: bool,
@@ -516,6 +521,11 @@ fn to_comma_list<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::E
 }
 
 /// Accepts `true` or `"true"` (PD uses Go's `,string` tag for these booleans).
+/// A list PD may send as `null`: empty.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -528,5 +538,27 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Repr::Str(s) => s
             .parse()
             .map_err(|_| de::Error::custom(format!("not a boolean: {s:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_that_has_not_started_has_no_urls() {
+        // What PD answered for a member that had joined and not started yet.
+        let health: Vec<MemberHealth> = serde_json::from_str(
+            r#"[{"name":"pd-0","member_id":1,"client_urls":["http://pd-0:2379"],"health":true},
+                {"name":"","member_id":2,"client_urls":null,"health":false}]"#,
+        )
+        .unwrap();
+        assert_eq!(health[1].client_urls, Vec::<String>::new());
+        let member: Member = serde_json::from_str(
+            r#"{"member_id":2,"peer_urls":["http://pd-1:2380"],"client_urls":null}"#,
+        )
+        .unwrap();
+        assert!(member.client_urls.is_empty());
+        assert_eq!(member.peer_urls, ["http://pd-1:2380"]);
     }
 }

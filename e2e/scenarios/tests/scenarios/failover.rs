@@ -76,7 +76,7 @@ fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() {
         // The store comes back: the replacement drains to Tombstone, then its objects go.
         env.freeze_pod(&name, false).await;
         wait_for(
-            240,
+            360,
             "the failed store Up; the replacement Tombstone and gone",
             || async {
                 let back = pd.store(id).await.ok()?.store.state_name.as_str() == "Up";
