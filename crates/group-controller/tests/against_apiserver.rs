@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use api::v1alpha1::{Cluster, InstanceStatus, PD, PDGroup, TiKV, TiKVGroup, TiKVStatus};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -275,21 +275,13 @@ async fn tikv_group_lifecycle() {
         (l.len() == 4 && l.iter().all(|t| t.name_any() != leaving.name_any())).then_some(())
     })
     .await;
-    let events = Api::<Event>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
     for reason in [
         "InstanceCreated",
         "InstanceUpdating",
         "ScaleInStarted",
         "InstanceDeleted",
     ] {
-        assert!(
-            events.iter().any(|e| e.reason.as_deref() == Some(reason)),
-            "no {reason} event"
-        );
+        testenv::wait::event(&client, &ns, reason, "Normal", None).await;
     }
     controller.abort();
 }
@@ -341,17 +333,14 @@ async fn a_group_without_its_cluster_says_so() {
         (cond.status.as_str(), cond.reason.as_str()),
         ("False", "ClusterNotFound")
     );
-    let events = Api::<Event>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ClusterNotFound")
-                && e.type_.as_deref() == Some("Warning"))
-    );
+    testenv::wait::event(
+        &client,
+        &ns,
+        "ClusterNotFound",
+        "Warning",
+        Some("basic-tikv"),
+    )
+    .await;
     assert!(
         Api::<TiKV>::namespaced(client.clone(), &ns)
             .list(&ListParams::default())
@@ -450,24 +439,6 @@ async fn scale_in_during_a_template_change_touches_only_offline() {
     controller.abort();
 }
 
-/// A Warning Event with `reason` about `name`, once it is there.
-async fn warning(client: &Client, ns: &str, reason: &str, name: &str) -> Event {
-    wait_for(30, &format!("a {reason} Warning about {name}"), || async {
-        Api::<Event>::namespaced(client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some(reason)
-                    && e.type_.as_deref() == Some("Warning")
-                    && e.involved_object.name.as_deref() == Some(name)
-            })
-    })
-    .await
-}
-
 /// Scaling the cluster's only TiKVGroup to 0 takes no store offline: refused with a condition
 /// and an Event; scaling back up clears it.
 #[tokio::test]
@@ -487,7 +458,14 @@ async fn the_last_stores_are_not_scaled_to_zero() {
         conditions::has_reason(&s.conditions, "Synced", "WouldRemoveAllStores").then_some(())
     })
     .await;
-    let e = warning(&client, &ns, "WouldRemoveAllStores", "basic-tikv").await;
+    let e = testenv::wait::event(
+        &client,
+        &ns,
+        "WouldRemoveAllStores",
+        "Warning",
+        Some("basic-tikv"),
+    )
+    .await;
     assert!(e.message.unwrap().contains("suspend the Cluster"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let l = list(&tikvs).await;
@@ -548,7 +526,8 @@ spec:
         conditions::has_reason(&s.conditions, "Synced", "DeletionRefused").then_some(())
     })
     .await;
-    let e = warning(&client, &ns, "DeletionRefused", "basic-pd").await;
+    let e =
+        testenv::wait::event(&client, &ns, "DeletionRefused", "Warning", Some("basic-pd")).await;
     assert!(e.message.unwrap().contains("delete the Cluster"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(groups.get_opt("basic-pd").await.unwrap().is_some());

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use api::v1alpha1::{Cluster, TiKV};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use operator_runtime::conditions;
 use testenv::wait_for;
@@ -208,17 +208,7 @@ async fn refuses_a_config_that_sets_operator_keys() {
         ("False", "InvalidConfig")
     );
     assert!(synced.message.contains("server.addr"), "{}", synced.message);
-    let events = Api::<Event>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("InvalidConfig")
-                && e.type_.as_deref() == Some("Warning"))
-    );
+    testenv::wait::event(&client, &ns, "InvalidConfig", "Warning", Some("bad")).await;
     assert!(
         Api::<Pod>::namespaced(client.clone(), &ns)
             .get_opt("bad")

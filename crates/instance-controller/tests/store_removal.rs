@@ -7,38 +7,79 @@ use std::time::{Duration, Instant};
 use api::v1alpha1::RemovalProgress;
 use instance_controller::tikv::decide::removal_progress;
 use pdclient::{PdClient, StoreState};
-use testenv::pd::{PdCluster, PdOptions, StoreOptions};
+use testenv::pd::{PdCluster, PdOptions, StoreOptions, http_request};
+use tikv_client::{KvPair, RawClient};
+
+/// Regions of the bootstrap store (`sim000001`, `sim000002`, ... start them).
+const REGIONS: u32 = 16;
+/// Data written into each region: PD measures removal by region size in whole MiB and ignores
+/// store limits for regions of 1 MiB or less, so each region must be bigger than that.
+const VALUE_BYTES: usize = 64 << 10;
+const VALUES_PER_REGION: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_progress_comes_from_pd_until_the_store_is_gone() {
     let mut pd = PdCluster::start(PdOptions::default()).await.unwrap();
+    let options = StoreOptions {
+        initial_regions: REGIONS,
+        ..StoreOptions::default()
+    };
     for _ in 0..4 {
-        pd.start_store(StoreOptions::default()).await.unwrap();
+        pd.start_store(options.clone()).await.unwrap();
     }
     let client = PdClient::builder(pd.endpoints()).build().unwrap();
     let victim = pd.store(3).id();
-    // Enough regions on the victim that draining it takes PD several of its 10 s progress
-    // updates (the bootstrap store's 48 regions, 3 replicas over 4 stores: 36 each when balanced).
+    let endpoints: Vec<String> = pd
+        .endpoints()
+        .iter()
+        .map(|e| e.trim_start_matches("http://").to_string())
+        .collect();
+    let raw = RawClient::new(endpoints).await.expect("client connects");
+    for region in 0..REGIONS {
+        let pairs: Vec<KvPair> = (0..VALUES_PER_REGION)
+            .map(|i| KvPair::new(format!("sim{region:06}/{i:04}"), vec![b'v'; VALUE_BYTES]))
+            .collect();
+        for chunk in pairs.chunks(10) {
+            raw.batch_put(chunk.to_vec()).await.expect("batch put");
+        }
+    }
+    // The victim holds most of the regions, measured at more than 1 MiB on average by the
+    // stores' split checks.
     let began = Instant::now();
     loop {
         let s = client.store(victim).await.unwrap();
-        if s.status.region_count >= 20 {
+        if s.status.region_count >= 10
+            && 2 * s.status.region_size >= 3 * s.status.region_count as i64
+        {
             break;
         }
         assert!(
             began.elapsed() < Duration::from_secs(120),
-            "the victim never got 20 regions (has {})",
-            s.status.region_count
+            "the victim never got its regions and their data: {:?}",
+            s.status
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // PD tracks nothing for a store it is not removing.
     assert_eq!(client.store_progress(victim).await.unwrap(), None);
 
-    // One move at a time (an empty region moves in a fraction of a second, and PD ignores store
-    // limits for them), so that PD, which updates its progress every 10 s, measures some while
+    // Two peers a minute per store (ten of these small regions: PD charges a region under
+    // 20 MiB a fifth), so that PD, which updates its progress every 10 s, measures some while
     // the store drains.
-    client.set_replica_schedule_limit(1).await.unwrap();
+    let leader = client.leader().await.unwrap();
+    let pd_addr = leader.client_urls[0]
+        .trim_start_matches("http://")
+        .to_string();
+    let (code, body) = http_request(
+        &pd_addr,
+        "POST",
+        "/pd/api/v1/stores/limit",
+        Some(r#"{"rate": 2}"#),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
     client.delete_store(victim).await.unwrap();
     let mut seen: Vec<RemovalProgress> = Vec::new();
     let began = Instant::now();

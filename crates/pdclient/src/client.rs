@@ -339,14 +339,6 @@ impl PdClient {
             .await
     }
 
-    /// Sets `schedule.replica-schedule-limit`, how many replica moves (e.g. off a store being
-    /// removed) PD runs at once (`POST /config/schedule`, merged into the config).
-    pub async fn set_replica_schedule_limit(&self, limit: u64) -> Result<(), Error> {
-        let body = serde_json::json!({ "replica-schedule-limit": limit });
-        self.post_json("/config/schedule", "/config/schedule", &body)
-            .await
-    }
-
     // ---- stores -------------------------------------------------------------------------
 
     /// All stores, tombstones included (`GET /stores/check`; on a PD older than v7.5 that lacks

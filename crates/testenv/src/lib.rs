@@ -71,7 +71,7 @@ pub mod jaeger;
 pub mod pd;
 pub mod pki;
 pub mod process;
-mod wait;
+pub mod wait;
 
 pub use wait::wait_for;
 

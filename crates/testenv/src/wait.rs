@@ -21,3 +21,36 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits for an Event in `ns` with `reason` and `type_` ("Normal" or "Warning"), about the
+/// object named `about` if given. Controllers publish Events after they write status, so a test
+/// that saw the status must still wait for the Event.
+pub async fn event(
+    client: &kube::Client,
+    ns: &str,
+    reason: &str,
+    type_: &str,
+    about: Option<&str>,
+) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, ListParams};
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let what = format!(
+        "a {type_} {reason} Event about {}",
+        about.unwrap_or("anything")
+    );
+    wait_for(30, &what, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some(type_)
+                    && about.is_none_or(|n| e.involved_object.name.as_deref() == Some(n))
+            })
+    })
+    .await
+}
