@@ -253,6 +253,69 @@ fn controller_pods_announce_their_metrics_and_service_monitors_keep_object_label
 }
 
 #[test]
+fn controller_endpoints_serve_https_from_a_secret_when_asked() {
+    for chart in CONTROLLERS {
+        let docs = helm::template(
+            chart,
+            "rel",
+            "ops",
+            &[
+                "metrics.tls.secretName=metrics-tls",
+                "metrics.tls.verifyClients=true",
+                "metrics.serviceMonitor.enabled=true",
+                "metrics.serviceMonitor.tlsConfig.serverName=rel-metrics.ops.svc",
+            ],
+        )
+        .unwrap();
+        let deploy = of_kind(&docs, "Deployment")[0];
+        let pod = &deploy["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/scheme"], "https",
+            "{chart}"
+        );
+        let c = &pod["spec"]["containers"][0];
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let dir = "/etc/tikv-operator/metrics-tls";
+        for arg in [
+            format!("--metrics-tls-cert-file={dir}/tls.crt"),
+            format!("--metrics-tls-key-file={dir}/tls.key"),
+            format!("--metrics-tls-client-ca-file={dir}/ca.crt"),
+        ] {
+            assert!(args.contains(&arg.as_str()), "{chart}: {args:?}");
+        }
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{chart} {probe}");
+        }
+        assert_eq!(
+            c["volumeMounts"][0],
+            json!({"name": "metrics-tls", "mountPath": dir, "readOnly": true})
+        );
+        assert_eq!(
+            pod["spec"]["volumes"][0],
+            json!({"name": "metrics-tls", "secret": {"secretName": "metrics-tls"}})
+        );
+        let endpoint = &of_kind(&docs, "ServiceMonitor")[0]["spec"]["endpoints"][0];
+        assert_eq!(endpoint["scheme"], "https", "{chart}");
+        assert_eq!(endpoint["tlsConfig"]["serverName"], "rel-metrics.ops.svc");
+
+        // Without a Secret: plain HTTP, nothing mounted.
+        let plain = helm::template(chart, "rel", "ops", &[]).unwrap();
+        let pod = &of_kind(&plain, "Deployment")[0]["spec"]["template"];
+        assert!(pod["metadata"]["annotations"]["prometheus.io/scheme"].is_null());
+        assert_eq!(
+            pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+            "HTTP"
+        );
+        assert!(pod["spec"]["volumes"].is_null(), "{chart}");
+    }
+}
+
+#[test]
 fn the_official_dashboards_script_pins_one_release() {
     let out =
         std::process::Command::new(monitoring::chart_dir().join("fetch-official-dashboards.sh"))

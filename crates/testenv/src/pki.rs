@@ -358,3 +358,27 @@ fn tls_error(p: tls::Problem) -> Error {
         source: std::io::Error::other(p.to_string()),
     }
 }
+
+/// A Secret of cert-manager's layout (`ca.crt`, `tls.crt`, `tls.key`) holding `pair` and the CA
+/// that issued it.
+pub fn secret(name: &str, ca: &Ca, pair: &Pair) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    let data = [
+        ("ca.crt", ca.pem()),
+        ("tls.crt", pair.cert.as_str()),
+        ("tls.key", pair.key.as_str()),
+    ];
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}

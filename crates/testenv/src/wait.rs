@@ -4,7 +4,20 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Polls `f` every 200 ms until it returns `Some`, and panics naming `what` after `secs`.
-pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_for(secs, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {secs}s waiting for {what}"),
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, for up to `secs`; `None` after that, for a
+/// test that says more about the failure than [`wait_for`] can.
+pub async fn poll_for<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -12,12 +25,11 @@ where
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -477,6 +477,18 @@ impl Env {
 
     /// The controllers' logs so far (every container incarnation), from the nodes' log files.
     pub fn controller_logs(&self) -> Vec<(String, String)> {
+        self.pod_logs(|ns, pod| {
+            ns == self.operator_ns
+                && self
+                    .releases
+                    .iter()
+                    .any(|r| pod.starts_with(&format!("{r}-")))
+        })
+    }
+
+    /// The logs of the pods that `keep(namespace, pod name)` selects (every container
+    /// incarnation), from the nodes' log files: (file, text).
+    fn pod_logs(&self, keep: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for node in &self.state.plan.nodes {
             let dir = self.state.node_dir(&node.name).join("var/log/pods");
@@ -485,12 +497,12 @@ impl Env {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                // <namespace>_<pod>_<uid>; a controller's pod is named after its release.
-                if !self
-                    .releases
-                    .iter()
-                    .any(|r| name.starts_with(&format!("{}_{r}-", self.operator_ns)))
-                {
+                // <namespace>_<pod>_<uid>
+                let mut parts = name.splitn(3, '_');
+                let (Some(ns), Some(pod)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                if !keep(ns, pod) {
                     continue;
                 }
                 for log in log_files(&e.path()) {
@@ -500,6 +512,27 @@ impl Env {
             }
         }
         out
+    }
+
+    /// Copies the logs of the cluster's pods (PD, TiKV) to a directory that outlives the
+    /// environment, for a failed scenario; returns it.
+    fn keep_cluster_logs(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tikv-e2e-failed-{}", self.ns));
+        let _ = std::fs::create_dir_all(&dir);
+        for (file, text) in self.pod_logs(|ns, _| ns == self.ns) {
+            // .../var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log
+            let path = Path::new(&file);
+            let mut names = path.iter().rev().map(|c| c.to_string_lossy().into_owned());
+            let (n, container, pod) = (names.next(), names.next(), names.next());
+            let name = format!(
+                "{}.{}.{}",
+                pod.unwrap_or_default(),
+                container.unwrap_or_default(),
+                n.unwrap_or_default()
+            );
+            let _ = std::fs::write(dir.join(name), text);
+        }
+        dir
     }
 
     /// Checks the controllers never hit a permission they lack (a missing RBAC rule in a
@@ -561,6 +594,10 @@ impl Drop for Env {
             for (file, text) in self.controller_logs() {
                 println!("----- {file}\n{text}");
             }
+            println!(
+                "----- the cluster's pod logs are kept in {}",
+                self.keep_cluster_logs().display()
+            );
         }
     }
 }
@@ -716,6 +753,55 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
             (_, v) => drop(base.insert(k, v)),
         }
     }
+}
+
+/// What PD says about the cluster's stores and unhealthy regions, for a failed scenario's
+/// output: each store's state, regions, leaders and pending peers, and the regions with down,
+/// pending, learner or missing peers.
+pub async fn pd_summary(pd: &pdclient::PdClient) -> String {
+    use pdclient::RegionCheck;
+    let mut out = String::new();
+    match pd.stores().await {
+        Ok(stores) => {
+            for s in stores {
+                out.push_str(&format!(
+                    "store {} {} {}: {} regions, {} leaders, {} pending\n",
+                    s.store.id,
+                    s.store.address,
+                    s.store.state_name,
+                    s.status.region_count,
+                    s.status.leader_count,
+                    s.status.pending_peer_count
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!("stores: {e}\n")),
+    }
+    for check in [
+        RegionCheck::DownPeer,
+        RegionCheck::PendingPeer,
+        RegionCheck::LearnerPeer,
+        RegionCheck::MissPeer,
+    ] {
+        match pd.regions_in_check(check).await {
+            Ok(regions) => {
+                let ids: Vec<String> = regions
+                    .iter()
+                    .map(|r| {
+                        let peers: Vec<String> = r
+                            .peers
+                            .iter()
+                            .map(|p| format!("{}@{}", p.id, p.store_id))
+                            .collect();
+                        format!("{}[{}]", r.id, peers.join(" "))
+                    })
+                    .collect();
+                out.push_str(&format!("{check:?}: {}\n", ids.join(", ")));
+            }
+            Err(e) => out.push_str(&format!("{check:?}: {e}\n")),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,17 +2,20 @@
 //! ServiceMonitor), the pods are hardened and the RBAC grants exactly what each controller
 //! touches — no wildcard; and, installed with the README's commands on real nodes from the
 //! images built here, the controllers run as non-root with a read-only root file system, exit
-//! cleanly on SIGTERM as PID 1, serve metrics, elect a leader through a Lease, and run a cluster
-//! in another namespace; uninstalling leaves nothing.
+//! cleanly on SIGTERM as PID 1, serve metrics (over HTTPS with client certificates from a
+//! Secret, when asked), elect a leader through a Lease, and run a cluster in another namespace;
+//! uninstalling leaves nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::Value;
+use testenv::pki::{Ca, Leaf, client_config, https_get, secret};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -312,6 +315,70 @@ fn installed_with_the_readme_commands_the_controllers_run_hardened_and_elect_lea
         })
         .await;
         assert_eq!(code, 0, "the controller's exit status after SIGTERM");
+
+        // The endpoints over HTTPS from a Secret of cert-manager's layout, with client
+        // certificates required for /metrics: the kubelet's probes still pass without one.
+        let ca = Ca::new("metrics-ca").unwrap();
+        let release = "tikv-operator-instance-controller";
+        let dns = format!("{release}-metrics.{}.svc", env.ns);
+        let served = ca.issue(&Leaf::peer(release, &[&dns])).unwrap();
+        env.api::<Secret>()
+            .create(
+                &PostParams::default(),
+                &secret("instance-controller-metrics-tls", &ca, &served),
+            )
+            .await
+            .unwrap();
+        env.helm(&[
+            "upgrade",
+            release,
+            &e2e::chart(release),
+            "--namespace",
+            &env.ns,
+            "--reuse-values",
+            "--set",
+            "metrics.tls.secretName=instance-controller-metrics-tls",
+            "--set",
+            "metrics.tls.verifyClients=true",
+        ]);
+        let tls_pod =
+            testenv::wait_for(180, "the instance-controller Ready over HTTPS", || async {
+                env.controller_pods().await.into_iter().find(|p| {
+                    let tls = p.spec.as_ref().is_some_and(|s| {
+                        s.containers[0]
+                            .args
+                            .iter()
+                            .flatten()
+                            .any(|a| a.starts_with("--metrics-tls-client-ca-file="))
+                    });
+                    p.labels()["app.kubernetes.io/component"] == "instance-controller"
+                        && p.metadata.deletion_timestamp.is_none()
+                        && tls
+                        && e2e::pod_serving(p)
+                })
+            })
+            .await;
+        let ip = tls_pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let addr = format!("{ip}:8080");
+        let scraper = ca.issue(&Leaf::client("prometheus")).unwrap();
+        let with_cert = client_config(ca.pem(), Some(&scraper)).unwrap();
+        let (code, body) = https_get(&addr, &dns, with_cert, "/metrics").await.unwrap();
+        assert_eq!(code, 200, "/metrics with a client certificate: {body}");
+        assert!(body.contains("tikv_operator_"), "{body}");
+        let anonymous = || client_config(ca.pem(), None).unwrap();
+        let refused = https_get(&addr, &dns, anonymous(), "/metrics").await;
+        assert!(
+            !matches!(refused, Ok((200, _))),
+            "/metrics without a client certificate: {refused:?}"
+        );
+        let (code, _) = https_get(&addr, &dns, anonymous(), "/readyz")
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "/readyz needs no client certificate");
+        assert!(
+            !e2e_env::http_ok(addr.parse().unwrap(), "/readyz").await,
+            "no plain HTTP any more"
+        );
 
         // Two replicas: one leads (Ready), the other waits (not Ready). A crashed leader comes
         // back in the same pod and keeps its Lease (same identity); once a leader's pod is gone,

@@ -75,35 +75,37 @@ fn a_down_store_is_replaced_and_the_replacement_retired_when_it_returns() {
 
         // The store comes back: the replacement drains to Tombstone, then its objects go.
         env.freeze_pod(&name, false).await;
-        wait_for(
-            360,
-            "the failed store Up; the replacement Tombstone and gone",
-            || async {
-                let back = pd.store(id).await.ok()?.store.state_name.as_str() == "Up";
-                let tomb = pd
-                    .store(replacement.1)
+        let retired = testenv::wait::poll_for(360, || async {
+            let back = pd.store(id).await.ok()?.store.state_name.as_str() == "Up";
+            let tomb = pd
+                .store(replacement.1)
+                .await
+                .ok()?
+                .store
+                .state_name
+                .as_str()
+                == "Tombstone";
+            let gone = env
+                .api::<TiKV>()
+                .get_opt(&replacement.0)
+                .await
+                .ok()?
+                .is_none()
+                && env
+                    .api::<PersistentVolumeClaim>()
+                    .get_opt(&format!("data-{}", replacement.0))
                     .await
                     .ok()?
-                    .store
-                    .state_name
-                    .as_str()
-                    == "Tombstone";
-                let gone = env
-                    .api::<TiKV>()
-                    .get_opt(&replacement.0)
-                    .await
-                    .ok()?
-                    .is_none()
-                    && env
-                        .api::<PersistentVolumeClaim>()
-                        .get_opt(&format!("data-{}", replacement.0))
-                        .await
-                        .ok()?
-                        .is_none();
-                (back && tomb && gone).then_some(())
-            },
-        )
+                    .is_none();
+            (back && tomb && gone).then_some(())
+        })
         .await;
+        assert!(
+            retired.is_some(),
+            "timed out after 360 s waiting for the failed store Up; the replacement Tombstone and \
+             gone. PD:\n{}",
+            e2e::pd_summary(&pd).await
+        );
         let t = env.api::<TiKV>().get(&name).await.unwrap();
         assert_eq!(t.status.unwrap().id.unwrap(), id.to_string());
         let pvc = env

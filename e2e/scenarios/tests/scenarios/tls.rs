@@ -10,13 +10,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use api::v1alpha1::{Instance, PD, TiKV};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use operator_runtime::conditions;
 use serde_json::Value;
-use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, write_dir};
+use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, secret, write_dir};
 use testenv::wait_for;
 
 /// The Secrets of the cluster, issued by `ca`: name → pair. PD's also names its members with
@@ -42,28 +41,6 @@ fn issue(ca: &Ca, ns: &str) -> BTreeMap<String, (Pair, Vec<String>)> {
         out.insert(name.to_string(), (pair, names.unwrap_or_default()));
     }
     out
-}
-
-/// A Secret of cert-manager's layout.
-fn secret(name: &str, ca: &Ca, pair: &Pair) -> Secret {
-    let data = [
-        ("ca.crt", ca.pem()),
-        ("tls.crt", pair.cert.as_str()),
-        ("tls.key", pair.key.as_str()),
-    ];
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    }
 }
 
 /// Runs `kvclient bench` against the cluster's PD (with the certificate in `dir` when given);
