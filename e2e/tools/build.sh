@@ -4,7 +4,7 @@
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
 #   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner|kvclient|
-#                       prometheus|promql-check|prometheus-operator-crds|jaeger ...]
+#                       prometheus|promql-check|prometheus-operator-crds|cert-manager-crds|jaeger ...]
 #   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
@@ -160,11 +160,13 @@ build_jaeger() {
     -o "$bin_dir/jaeger-all-in-one" github.com/jaegertracing/jaeger/cmd/all-in-one
 }
 
-# The Prometheus operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) from its Go module,
-# for the tests that check the monitoring chart's objects against their real schemas.
-fetch_prometheus_operator_crds() {
-  local name=prometheus-operator out="$bin_dir/prometheus-operator-crds" want have=""
-  want="$(stamp "$name")"
+# CRDs from a project's Go module (its generated, untemplated YAML) into $bin_dir/<name>-crds,
+# for the tests that check our objects against their real schemas:
+# fetch_crds <name (a wrapper module in e2e/tools)> <module> <dir in the module> <file>...
+fetch_crds() {
+  local name="$1" module="$2" sub="$3"; shift 3
+  local out="$bin_dir/$name-crds" want have=""
+  want="$(stamp "$name" "$@")"
   [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
   if [ "$want" = "$have" ] && [ -d "$out" ]; then
     echo "$name: up to date (CRDs in $out)"
@@ -172,22 +174,37 @@ fetch_prometheus_operator_crds() {
   fi
   need_go
   local dir
-  if ! dir="$(cd "$here/$name" && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [ -z "$dir" ]; then
-    echo "error: downloading github.com/prometheus-operator/prometheus-operator failed (output above);" \
+  if ! dir="$(cd "$here/$name" && go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [ -z "$dir" ]; then
+    echo "error: downloading $module failed (output above);" \
       "it needs the Go module proxy (GOPROXY=$(go env GOPROXY)); then run e2e/tools/build.sh $name-crds" >&2
     exit 1
   fi
-  mkdir -p "$out"
-  for kind in podmonitors servicemonitors prometheusrules; do
-    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out/"
+  rm -rf "$out" && mkdir -p "$out"
+  for f in "$@"; do
+    cp "$dir/$sub/$f" "$out/"
   done
   chmod 0644 "$out"/*.yaml
   echo "$want" >"$bin_dir/.$name.stamp"
   echo "$name: CRDs in $out"
 }
 
+# The Prometheus operator's (PodMonitor, ServiceMonitor, PrometheusRule): the monitoring chart.
+fetch_prometheus_operator_crds() {
+  fetch_crds prometheus-operator github.com/prometheus-operator/prometheus-operator \
+    example/prometheus-operator-crd \
+    monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_servicemonitors.yaml \
+    monitoring.coreos.com_prometheusrules.yaml
+}
+
+# cert-manager's (Issuer, ClusterIssuer, Certificate): examples/tls-cert-manager.
+fetch_cert_manager_crds() {
+  fetch_crds cert-manager github.com/cert-manager/cert-manager deploy/crds \
+    cert-manager.io_issuers.yaml cert-manager.io_clusterissuers.yaml \
+    cert-manager.io_certificates.yaml cert-manager.io_certificaterequests.yaml
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient prometheus promql-check prometheus-operator-crds jaeger)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient prometheus promql-check prometheus-operator-crds cert-manager-crds jaeger)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
@@ -202,8 +219,9 @@ for t in "${targets[@]}"; do
     prometheus) build_prometheus ;;
     promql-check) build_promql_check ;;
     prometheus-operator-crds) fetch_prometheus_operator_crds ;;
+    cert-manager-crds) fetch_cert_manager_crds ;;
     jaeger) build_jaeger ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner, kvclient, prometheus, promql-check, prometheus-operator-crds or jaeger)" >&2; exit 2 ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner, kvclient, prometheus, promql-check, prometheus-operator-crds, cert-manager-crds or jaeger)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -86,6 +86,13 @@ fn every_example_parses_and_keeps_every_field() {
     let docs = documents();
     assert!(!docs.is_empty(), "no examples found");
     for (file, doc) in docs {
+        // cert-manager's objects (examples/tls-cert-manager) are checked against cert-manager's
+        // CRDs by the e2e `tls` scenario.
+        if doc["apiVersion"].as_str() == Some("cert-manager.io/v1") {
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            assert!(["Issuer", "Certificate"].contains(&kind), "{file}: {kind}");
+            continue;
+        }
         check(&file, doc);
     }
 }

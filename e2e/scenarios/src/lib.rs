@@ -37,7 +37,9 @@ use e2e_env::plan::CONTROL_PLANE_ROLE;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
@@ -57,6 +59,9 @@ pub const CONTROLLERS: [&str; 3] = [
 
 /// The port of the controllers' `/metrics` (the charts' `metrics.port` default).
 pub const CONTROLLER_METRICS_PORT: u16 = 8080;
+
+/// The API version of cert-manager's objects in the examples.
+pub const CERT_MANAGER_API: &str = "cert-manager.io/v1";
 
 /// One scenario's namespace, with the operator installed for it.
 pub struct Env {
@@ -281,11 +286,66 @@ impl Env {
                             .await
                             .unwrap(),
                     ),
+                    // cert-manager's Issuers and Certificates (their CRDs installed with
+                    // [`Env::install_cert_manager_crds`]).
+                    Some(kind) if v["apiVersion"].as_str() == Some(CERT_MANAGER_API) => {
+                        let obj: DynamicObject = serde_yaml::from_value(v.clone()).unwrap();
+                        let api = self.cert_manager_api(kind);
+                        api.create(&pp, &obj).await.unwrap_or_else(|e| {
+                            panic!("creating {kind} from {}: {e}", f.display())
+                        });
+                    }
                     other => panic!("unexpected kind {other:?} in {}", f.display()),
                 }
             }
         }
         Instant::now()
+    }
+
+    /// cert-manager's `kind` (Issuer, Certificate, ...) in the scenario's namespace.
+    pub fn cert_manager_api(&self, kind: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("cert-manager.io", "v1", kind);
+        let plural = format!("{}s", kind.to_lowercase());
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &ApiResource::from_gvk_with_plural(&gvk, &plural),
+        )
+    }
+
+    /// Installs cert-manager's CRDs (from its Go module: `e2e/tools/build.sh cert-manager-crds`)
+    /// and waits until they are served; their controller is not run (see the `tls` scenario).
+    pub async fn install_cert_manager_crds(&self) {
+        let dir = testenv::bin_dir().unwrap().join("cert-manager-crds");
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let mut names = Vec::new();
+        for f in std::fs::read_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run e2e/tools/build.sh cert-manager-crds)",
+                dir.display()
+            )
+        }) {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+            names.push(crd.metadata.name.clone().unwrap());
+            match crds.create(&PostParams::default(), &crd).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => panic!("creating {:?}: {e}", crd.metadata.name),
+            }
+        }
+        for name in names {
+            testenv::wait_for(60, &format!("CRD {name} established"), || async {
+                let crd = crds.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            })
+            .await;
+        }
     }
 
     /// A namespaced API.

@@ -1,5 +1,9 @@
-//! examples/basic with `tlsCluster.enabled` on the real nodes: before its Secrets exist every
-//! instance says which one is missing and nothing runs; with them the cluster comes up with
+//! examples/tls-cert-manager (examples/basic with `tlsCluster.enabled`, and cert-manager's Issuers
+//! and Certificates, validated by cert-manager's CRDs) on the real nodes. cert-manager's
+//! controller does not build from the Go module proxy (its `cmd/controller` module is not
+//! published there), so the test issues what it would for each Certificate, from a CA of its
+//! own. Before the Secrets exist every instance says which one is missing and nothing runs;
+//! with them the cluster comes up with
 //! mutual TLS everywhere; client-go (kvclient) works with a client certificate and is refused
 //! without one, as is any client without a certificate on PD's and the stores' ports; renewed
 //! certificates (cert-manager's normal case) reach every pod through the kubelet while a client
@@ -18,27 +22,37 @@ use serde_json::Value;
 use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, secret, write_dir};
 use testenv::wait_for;
 
-/// The Secrets of the cluster, issued by `ca`: name → pair. PD's also names its members with
-/// the cluster domain: etcd checks a peer's certificate against the reverse lookup of its IP.
-fn issue(ca: &Ca, ns: &str) -> BTreeMap<String, (Pair, Vec<String>)> {
-    let pd = vec![
-        format!("*.basic-pd-peer.{ns}.svc"),
-        format!("*.basic-pd-peer.{ns}.svc.cluster.local"),
-        format!("basic-pd.{ns}.svc"),
-    ];
-    let tikv = vec![format!("*.basic-tikv-peer.{ns}.svc")];
+/// What cert-manager would put into the Secrets of the example's Certificates (all but the CA's),
+/// with `ca` standing in for its `basic-ca` Issuer: Secret name -> (pair, DNS names). Each gets
+/// the Certificate's common name, DNS names and usages, as cert-manager issues them.
+async fn issue(env: &e2e::Env, ca: &Ca) -> BTreeMap<String, (Pair, Vec<String>)> {
+    let certificates = env.cert_manager_api("Certificate");
     let mut out = BTreeMap::new();
-    for (name, names) in [
-        ("basic-pd-cluster-secret", Some(pd)),
-        ("basic-tikv-cluster-secret", Some(tikv)),
-        ("basic-cluster-client-secret", None),
-    ] {
-        let leaf = match &names {
-            Some(n) => Leaf::peer(name, &n.iter().map(String::as_str).collect::<Vec<_>>()),
-            None => Leaf::client("tikv-operator"),
+    for c in certificates.list(&Default::default()).await.unwrap().items {
+        let spec = &c.data["spec"];
+        if spec["isCA"].as_bool() == Some(true) {
+            continue;
+        }
+        assert_eq!(spec["issuerRef"]["name"], "basic-ca", "{}", c.name_any());
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
         };
-        let pair = ca.issue(&leaf).unwrap();
-        out.insert(name.to_string(), (pair, names.unwrap_or_default()));
+        let names = strings(&spec["dnsNames"]);
+        let usages = strings(&spec["usages"]);
+        let cn = spec["commonName"].as_str().unwrap();
+        let leaf = if usages.iter().any(|u| u == "server auth") {
+            assert!(usages.iter().any(|u| u == "client auth"), "{usages:?}");
+            Leaf::peer(cn, &names.iter().map(String::as_str).collect::<Vec<_>>())
+        } else {
+            assert_eq!(usages, ["client auth"]);
+            Leaf::client(cn)
+        };
+        let secret = spec["secretName"].as_str().unwrap().to_string();
+        out.insert(secret, (ca.issue(&leaf).unwrap(), names));
     }
     out
 }
@@ -152,10 +166,18 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
     e2e::run(async {
         let env = e2e::Env::start("tls").await;
         let ns = env.ns.clone();
+        env.install_cert_manager_crds().await;
+        // The example names the namespace `tikv` in its certificates' DNS names.
         let applied = env
-            .apply_example_with("basic", |v| {
-                if v["kind"].as_str() == Some("Cluster") {
-                    v["spec"]["tlsCluster"] = serde_yaml::from_str("{enabled: true}").unwrap();
+            .apply_example_with("tls-cert-manager", |v| {
+                if let Some(names) = v["spec"]["dnsNames"].as_sequence_mut() {
+                    for n in names {
+                        let renamed = n
+                            .as_str()
+                            .unwrap()
+                            .replace(".tikv.svc", &format!(".{ns}.svc"));
+                        *n = renamed.into();
+                    }
                 }
             })
             .await;
@@ -178,7 +200,16 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
         assert!(pods(&env).await.is_empty(), "no pod without certificates");
 
         let ca = Ca::new("tls-e2e-ca").unwrap();
-        let issued = issue(&ca, &ns);
+        let issued = issue(&env, &ca).await;
+        assert_eq!(
+            issued.keys().collect::<Vec<_>>(),
+            [
+                "basic-cluster-client-secret",
+                "basic-pd-cluster-secret",
+                "basic-tikv-cluster-secret"
+            ],
+            "the example has a Certificate for each Secret the operator reads"
+        );
         for (name, (pair, _)) in &issued {
             env.api::<Secret>()
                 .create(&PostParams::default(), &secret(name, &ca, pair))
@@ -270,7 +301,7 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
         let renew = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let began = Instant::now();
-            let renewed = issue(&ca, &ns);
+            let renewed = issue(&env, &ca).await;
             for (name, (pair, _)) in &renewed {
                 let s = serde_json::to_value(secret(name, &ca, pair)).unwrap();
                 env.api::<Secret>()
