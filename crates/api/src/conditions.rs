@@ -78,6 +78,8 @@ pub mod leaders_evicted {
     pub const EVICTED: &str = "Evicted";
     /// Another store has down peers: the restart waits.
     pub const WAITING_FOR_DOWN_PEERS: &str = "WaitingForDownPeers";
+    /// Another store has peers still catching up with their leaders: the restart waits.
+    pub const WAITING_FOR_PENDING_PEERS: &str = "WaitingForPendingPeers";
 }
 
 /// `LeadersTransferredBack` (TiKV): after a restart, PD moves leaders back to the store before

@@ -40,7 +40,12 @@ pub fn tikv_activity(tikv: &TiKV) -> Option<String> {
         });
     }
     if let Some(c) = conditions::find(cs, leaders_evicted::TYPE) {
-        if c.reason == leaders_evicted::WAITING_FOR_DOWN_PEERS {
+        if [
+            leaders_evicted::WAITING_FOR_DOWN_PEERS,
+            leaders_evicted::WAITING_FOR_PENDING_PEERS,
+        ]
+        .contains(&c.reason.as_str())
+        {
             return Some(format!("{store} waits: {}", c.message));
         }
         if c.status == conditions::FALSE {

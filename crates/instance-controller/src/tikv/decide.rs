@@ -414,6 +414,15 @@ fn transfer_back_condition(
     }
 }
 
+/// Store ids, comma separated.
+fn list(stores: &[u64]) -> String {
+    stores
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `LeadersEvicted` after `step`.
 fn leaders_evicted_condition(step: &Step, evicting: bool, id: u64, leaders: i64) -> NewCondition {
     match (step, evicting) {
@@ -426,11 +435,17 @@ fn leaders_evicted_condition(step: &Step, evicting: bool, id: u64, leaders: i64)
             leaders_evicted::WAITING_FOR_DOWN_PEERS,
             format!(
                 "stores {} have down peers; restarting this one could lose a quorum",
-                stores
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                list(stores)
+            ),
+        ),
+        (Step::Wait(WaitReason::PendingPeers(stores)), _) => NewCondition::new(
+            leaders_evicted::TYPE,
+            leaders == 0,
+            leaders_evicted::WAITING_FOR_PENDING_PEERS,
+            format!(
+                "stores {} have peers still catching up; restarting this one could leave a \
+                 region without a quorum",
+                list(stores)
             ),
         ),
         _ if leaders == 0 => NewCondition::new(
@@ -485,7 +500,10 @@ mod tests {
             store: this,
             others: vec![other(8, "b"), other(9, "c")],
             evicting: evicting.to_vec(),
-            down_peers: down.map(<[u64]>::to_vec),
+            peers: down.map(|d| evict::PeerHealth {
+                down: d.to_vec(),
+                pending: Vec::new(),
+            }),
             removal: None,
         })
     }
@@ -656,11 +674,35 @@ mod tests {
                 store: Some(store(StoreState::Up, 0)),
                 others: vec![other(8, "a"), other(9, "c")],
                 evicting: vec![7],
-                down_peers: Some(vec![8]),
+                peers: Some(evict::PeerHealth {
+                    down: vec![8],
+                    pending: Vec::new(),
+                }),
                 removal: None,
             }),
         ));
         assert!(matches!(same_zone.pod, PodOp::Delete { .. }));
+    }
+
+    #[test]
+    fn peers_catching_up_on_another_store_hold_the_restart_and_say_so() {
+        let t = at("r2", json!({}));
+        let mut pd = answered(Some(store(StoreState::Up, 0)), &[7], Some(&[]));
+        if let PdView::Answered(s) = &mut pd {
+            s.peers = Some(evict::PeerHealth {
+                down: Vec::new(),
+                pending: vec![9],
+            });
+        }
+        let plan = decide(&with(
+            facts(&t, Some(cluster(json!({}))), Some(pod("t1", "r1", true))),
+            pd,
+        ));
+        assert_eq!(plan.pod, PodOp::Keep);
+        assert_eq!(
+            condition_of(&plan, "LeadersEvicted"),
+            ("True".into(), "WaitingForPendingPeers".into())
+        );
     }
 
     #[test]

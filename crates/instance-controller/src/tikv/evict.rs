@@ -1,7 +1,7 @@
 //! When a TiKV pod may be restarted: only after PD has moved its region leaders away (the
 //! evict-leader scheduler), or the eviction timeout (`spec.restart`, from its group) has passed,
-//! and never while another store has down peers (a restart then could leave regions without a
-//! quorum). A pod someone else deletes (`kubectl delete pod`, a drain) gets the scheduler too,
+//! and never while another store has down peers or peers still catching up (a restart then
+//! could leave regions without a quorum that has their latest writes). A pod someone else deletes (`kubectl delete pod`, a drain) gets the scheduler too,
 //! so PD moves leaders off the stopping store rather than onto it. Pure.
 
 use std::time::Duration;
@@ -35,8 +35,31 @@ pub enum WaitReason {
     Leaders(i64),
     /// Stores (other than this one) with down peers.
     DownPeers(Vec<u64>),
-    /// Which stores have down peers is not known yet (ask PD, see [`restart_near`]).
-    DownPeersUnknown,
+    /// Stores (other than this one) with pending peers: replicas that have not caught up with
+    /// their leader (a new replica, or a restarted store still receiving snapshots).
+    PendingPeers(Vec<u64>),
+    /// Which stores have down or pending peers is not known yet (ask PD, see [`restart_near`]).
+    PeersUnknown,
+}
+
+/// Stores holding peers PD reports unhealthy, each list sorted and without repeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerHealth {
+    /// Stores with a peer PD reports down (its leader has not heard from it).
+    pub down: Vec<u64>,
+    /// Stores with a pending peer (behind its leader's log).
+    pub pending: Vec<u64>,
+}
+
+impl PeerHealth {
+    /// Without the stores `skip` says may restart alongside this one.
+    pub fn without(&self, skip: impl Fn(u64) -> bool) -> PeerHealth {
+        let keep = |ids: &[u64]| ids.iter().copied().filter(|id| !skip(*id)).collect();
+        PeerHealth {
+            down: keep(&self.down),
+            pending: keep(&self.pending),
+        }
+    }
 }
 
 /// Inputs of the decision.
@@ -52,9 +75,10 @@ pub struct Facts<'a> {
     pub evicting_for: Option<Duration>,
     /// `spec.restart.leaderEvictionTimeout`.
     pub timeout: Duration,
-    /// Stores with down peers that could cost a region its quorum if this one restarts too
-    /// (not its own, nor its zone's when whole zones restart); `None`: PD was not asked.
-    pub down_peers: Option<Vec<u64>>,
+    /// Stores with down or pending peers that could cost a region its quorum if this one
+    /// restarts too (not its own, nor its zone's when whole zones restart); `None`: PD was not
+    /// asked.
+    pub peers: Option<PeerHealth>,
     /// The pod is Ready at the instance's revision.
     pub pod_current_and_ready: bool,
     /// The pod is terminating (whoever deleted it).
@@ -76,7 +100,7 @@ impl Facts<'_> {
 /// Whether the restart is near enough that other stores' down peers decide it: PD must be asked
 /// for them (an expensive question, so only then).
 pub fn restart_near(f: &Facts) -> bool {
-    decide(f) == Step::Wait(WaitReason::DownPeersUnknown)
+    decide(f) == Step::Wait(WaitReason::PeersUnknown)
 }
 
 /// Decides the next step.
@@ -112,12 +136,15 @@ pub fn decide(f: &Facts) -> Step {
     }
     // Suspending: every store stops, so other stores' down peers are expected.
     if !f.suspending {
-        let Some(down) = &f.down_peers else {
-            return Step::Wait(WaitReason::DownPeersUnknown);
+        let Some(peers) = &f.peers else {
+            return Step::Wait(WaitReason::PeersUnknown);
         };
-        let others_down: Vec<u64> = down.iter().copied().filter(|s| *s != store.id).collect();
-        if !others_down.is_empty() {
-            return Step::Wait(WaitReason::DownPeers(others_down));
+        let others = peers.without(|id| id == store.id);
+        if !others.down.is_empty() {
+            return Step::Wait(WaitReason::DownPeers(others.down));
+        }
+        if !others.pending.is_empty() {
+            return Step::Wait(WaitReason::PendingPeers(others.pending));
         }
     }
     Step::Restart {
@@ -147,7 +174,10 @@ mod tests {
             evicting,
             evicting_for: Some(Duration::from_secs(5)),
             timeout: Duration::from_secs(600),
-            down_peers: Some(down.to_vec()),
+            peers: Some(PeerHealth {
+                down: down.to_vec(),
+                pending: Vec::new(),
+            }),
             suspending: false,
             other_targets: 2,
             pod_current_and_ready: false,
@@ -199,16 +229,54 @@ mod tests {
         );
         // Not known yet: PD is asked first, and only then.
         let unknown = Facts {
-            down_peers: None,
+            peers: None,
             ..facts(Some(&drained), true, &[])
         };
-        assert_eq!(decide(&unknown), Step::Wait(WaitReason::DownPeersUnknown));
+        assert_eq!(decide(&unknown), Step::Wait(WaitReason::PeersUnknown));
         assert!(restart_near(&unknown));
         let busy = store(12, StoreState::Up);
         assert!(!restart_near(&Facts {
-            down_peers: None,
+            peers: None,
             ..facts(Some(&busy), true, &[])
         }));
+    }
+
+    #[test]
+    fn never_restarts_while_another_store_has_peers_catching_up() {
+        let drained = store(0, StoreState::Up);
+        let with_pending = |pending: &[u64]| Facts {
+            peers: Some(PeerHealth {
+                down: Vec::new(),
+                pending: pending.to_vec(),
+            }),
+            ..facts(Some(&drained), true, &[])
+        };
+        assert_eq!(
+            decide(&with_pending(&[4, 7])),
+            Step::Wait(WaitReason::PendingPeers(vec![4]))
+        );
+        // Its own pending peers catch up after its restart as well as before.
+        assert_eq!(
+            decide(&with_pending(&[7])),
+            Step::Restart { timed_out: false }
+        );
+        // Down peers are named first: they are the graver reason.
+        let both = Facts {
+            peers: Some(PeerHealth {
+                down: vec![3],
+                pending: vec![4],
+            }),
+            ..facts(Some(&drained), true, &[])
+        };
+        assert_eq!(decide(&both), Step::Wait(WaitReason::DownPeers(vec![3])));
+        // Suspending: every store stops anyway.
+        assert_eq!(
+            decide(&Facts {
+                suspending: true,
+                ..with_pending(&[4])
+            }),
+            Step::Restart { timed_out: false }
+        );
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub struct Snapshot {
     pub others: Vec<Store>,
     /// Stores in PD's evict-leader scheduler (asked once the store exists).
     pub evicting: Vec<u64>,
-    /// Stores holding a peer PD reports down; `None`: not asked (no restart is near).
-    pub down_peers: Option<Vec<u64>>,
+    /// Stores holding peers PD reports down or pending; `None`: not asked (no restart is near).
+    pub peers: Option<evict::PeerHealth>,
     /// How far PD got removing the store (asked only while it is Offline); `None`: not asked,
     /// or PD tracks no progress for it.
     pub removal: Option<pdclient::StoreProgress>,
@@ -105,12 +105,9 @@ impl TikvFacts<'_> {
                 .unwrap_or(DEFAULT_EVICTION_TIMEOUT),
             // Zone at a time: every region has at most one replica in this zone, so the zone's
             // other stores restarting alongside cost no region its quorum.
-            down_peers: s.and_then(|s| s.down_peers.as_ref()).map(|d| {
-                d.iter()
-                    .copied()
-                    .filter(|id| Some(*id) != store.map(|s| s.id) && !same_zone(*id))
-                    .collect()
-            }),
+            peers: s
+                .and_then(|s| s.peers.as_ref())
+                .map(|p| p.without(|id| Some(id) == store.map(|s| s.id) || same_zone(id))),
             pod_current_and_ready: i.pod_ready_at_revision(),
             pod_terminating: i.pod_terminating(),
             suspending: i.suspending(),
@@ -212,22 +209,41 @@ pub async fn gather<'a>(
         instance,
     };
     if !facts.instance.paused() && evict::restart_near(&facts.eviction()) {
-        match client.down_peer_regions().await {
-            Ok(regions) => {
-                let mut ids: Vec<u64> = regions
-                    .iter()
-                    .flat_map(|r| r.down_peers.iter().map(|d| d.peer.store_id))
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
+        match peer_health(&client).await {
+            Ok(peers) => {
                 if let PdView::Answered(s) = &mut facts.pd {
-                    s.down_peers = Some(ids);
+                    s.peers = Some(peers);
                 }
             }
             Err(e) => facts.pd = PdView::Unreachable(e.to_string()),
         }
     }
     Ok((facts, Some(client)))
+}
+
+/// Which stores hold down peers and which pending ones (two of PD's region checks).
+async fn peer_health(client: &PdClient) -> Result<evict::PeerHealth, pdclient::Error> {
+    fn stores(ids: impl Iterator<Item = u64>) -> Vec<u64> {
+        let mut ids: Vec<u64> = ids.collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+    let down = client.down_peer_regions().await?;
+    let pending = client
+        .regions_in_check(pdclient::RegionCheck::PendingPeer)
+        .await?;
+    Ok(evict::PeerHealth {
+        down: stores(
+            down.iter()
+                .flat_map(|r| r.down_peers.iter().map(|d| d.peer.store_id)),
+        ),
+        pending: stores(
+            pending
+                .iter()
+                .flat_map(|r| r.pending_peers.iter().map(|p| p.store_id)),
+        ),
+    })
 }
 
 /// The stores (and, once this one exists, the evict-leader entries), or why there is no
@@ -289,7 +305,7 @@ async fn snapshot(client: &PdClient, address: &str) -> Result<Snapshot, String> 
         store: this,
         others,
         evicting,
-        down_peers: None,
+        peers: None,
         removal,
     })
 }
