@@ -15,7 +15,10 @@
 //! - `lose-node`: a worker node with a store (not the PD leader's) cut off the network for 45 s,
 //!   then plugged back in;
 //! - `delete-pod`: `kubectl delete pod` of a store (graceful: the store hands its leaders over);
-//! - `drain`: `kubectl drain` of a worker node, then `kubectl uncordon`.
+//! - `drain`: `kubectl drain` of a worker node, then `kubectl uncordon`;
+//! - `upgrade-pd`: a rolling upgrade of the 3 PD members (each hands its leadership over
+//!   before it restarts; the leader goes last);
+//! - `kill-pd-leader`: the PD leader SIGKILLed (what a restart without the hand-over costs).
 //!
 //! `BENCH_RATE` (operations per second, default 400) and `BENCH_CLIENTS` (default 16) set the
 //! load; `BENCH_BASELINE_SECS` (default 60) the baseline. Each case is a namespace of its own
@@ -25,7 +28,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use api::v1alpha1::{Cluster, TiKVGroup};
+use api::v1alpha1::{Cluster, PDGroup, TiKVGroup};
 use e2e::workload::{Options, Stats};
 use e2e::{Report, Window, Workload};
 use k8s_openapi::api::core::v1::Pod;
@@ -67,7 +70,7 @@ fn env_num(var: &str, default: u32) -> u32 {
 async fn bench() {
     let cases = env_list(
         "BENCH_CASES",
-        "upgrade-3,upgrade-6,kill-store,lose-node,delete-pod,drain",
+        "upgrade-3,upgrade-6,kill-store,lose-node,delete-pod,drain,upgrade-pd,kill-pd-leader",
     );
     let transfer_back = env_list("BENCH_TRANSFER_BACK", "0s,5m");
     let options = Options {
@@ -218,6 +221,35 @@ async fn run_case(
                 group_ready(&env, stores, Some("v8.5.1"))
             })
             .await;
+        }
+        "upgrade-pd" => {
+            let v = serde_json::json!({"spec": {"template": {"spec": {"version": "v8.5.1"}}}});
+            env.api::<PDGroup>()
+                .patch("basic-pd", &PatchParams::default(), &Patch::Merge(&v))
+                .await
+                .expect("patching the PDGroup");
+            testenv::wait_for(
+                900,
+                "every PD member upgraded, the Cluster Ready",
+                || async {
+                    let g = env.api::<PDGroup>().get("basic-pd").await.ok()?.status?;
+                    let c = env.api::<Cluster>().get(CLUSTER).await.ok()?.status?;
+                    (g.updated_replicas == 3
+                        && g.ready_replicas == 3
+                        && g.version.as_deref() == Some("v8.5.1")
+                        && conditions::is_true(&c.conditions, "Ready"))
+                    .then_some(())
+                },
+            )
+            .await;
+        }
+        "kill-pd-leader" => {
+            let leader = pd.leader().await.unwrap().name;
+            let pod = env.api::<Pod>().get(&leader).await.unwrap();
+            let restarts = e2e::restarts(&pod);
+            println!("killing the PD leader {leader}");
+            env.kill_containers(&pod);
+            back(&env, &leader, |p| e2e::restarts(p) > restarts).await;
         }
         "kill-store" => {
             let victim = store_with_most_leaders(&env, &pd).await;
