@@ -4,7 +4,7 @@
 # versions in its go.mod/go.sum; a binary is rebuilt only when its module files change.
 #
 #   e2e/tools/build.sh [etcd|k8s|pd|helm|kubelet|coredns|crictl|local-path-provisioner|kvclient|
-#                       prometheus|promql-check|prometheus-operator-crds|cert-manager-crds|jaeger ...]
+#                       prometheus|promql-check|prometheus-operator-crds|cert-manager|jaeger ...]
 #   (default: all)
 #
 # Output: $TIKV_OPERATOR_BIN_DIR (default ~/.cache/tikv-operator/bin), outside the checkout so that
@@ -167,7 +167,7 @@ fetch_crds() {
   local name="$1" module="$2" sub="$3"; shift 3
   local out="$bin_dir/$name-crds" want have=""
   want="$(stamp "$name" "$@")"
-  [ -f "$bin_dir/.$name.stamp" ] && have="$(cat "$bin_dir/.$name.stamp")"
+  [ -f "$bin_dir/.$name-crds.stamp" ] && have="$(cat "$bin_dir/.$name-crds.stamp")"
   if [ "$want" = "$have" ] && [ -d "$out" ]; then
     echo "$name: up to date (CRDs in $out)"
     return
@@ -184,7 +184,7 @@ fetch_crds() {
     cp "$dir/$sub/$f" "$out/"
   done
   chmod 0644 "$out"/*.yaml
-  echo "$want" >"$bin_dir/.$name.stamp"
+  echo "$want" >"$bin_dir/.$name-crds.stamp"
   echo "$name: CRDs in $out"
 }
 
@@ -196,15 +196,18 @@ fetch_prometheus_operator_crds() {
     monitoring.coreos.com_prometheusrules.yaml
 }
 
-# cert-manager's (Issuer, ClusterIssuer, Certificate): examples/tls-cert-manager.
-fetch_cert_manager_crds() {
+# cert-manager for examples/tls-cert-manager: its controllers for the SelfSigned and CA issuers
+# (e2e/tools/cert-manager/main.go: its published module's controllers, glued; its own
+# cmd/controller module is not on the module proxy) and its CRDs.
+build_cert_manager() {
+  build cert-manager cert-manager-controller -- -ldflags "-s -w" -o "$bin_dir/cert-manager-controller" .
   fetch_crds cert-manager github.com/cert-manager/cert-manager deploy/crds \
     cert-manager.io_issuers.yaml cert-manager.io_clusterissuers.yaml \
     cert-manager.io_certificates.yaml cert-manager.io_certificaterequests.yaml
 }
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient prometheus promql-check prometheus-operator-crds cert-manager-crds jaeger)
+[ ${#targets[@]} -eq 0 ] && targets=(etcd k8s pd helm kubelet coredns crictl local-path-provisioner kvclient prometheus promql-check prometheus-operator-crds cert-manager jaeger)
 for t in "${targets[@]}"; do
   case "$t" in
     etcd) build_etcd ;;
@@ -219,9 +222,9 @@ for t in "${targets[@]}"; do
     prometheus) build_prometheus ;;
     promql-check) build_promql_check ;;
     prometheus-operator-crds) fetch_prometheus_operator_crds ;;
-    cert-manager-crds) fetch_cert_manager_crds ;;
+    cert-manager) build_cert_manager ;;
     jaeger) build_jaeger ;;
-    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner, kvclient, prometheus, promql-check, prometheus-operator-crds, cert-manager-crds or jaeger)" >&2; exit 2 ;;
+    *) echo "unknown target: $t (want etcd, k8s, pd, helm, kubelet, coredns, crictl, local-path-provisioner, kvclient, prometheus, promql-check, prometheus-operator-crds, cert-manager or jaeger)" >&2; exit 2 ;;
   esac
 done
 echo "binaries in $bin_dir"

@@ -313,15 +313,15 @@ impl Env {
         )
     }
 
-    /// Installs cert-manager's CRDs (from its Go module: `e2e/tools/build.sh cert-manager-crds`)
-    /// and waits until they are served; their controller is not run (see the `tls` scenario).
+    /// Installs cert-manager's CRDs (from its Go module: `e2e/tools/build.sh cert-manager`) and
+    /// waits until they are served.
     pub async fn install_cert_manager_crds(&self) {
         let dir = testenv::bin_dir().unwrap().join("cert-manager-crds");
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let mut names = Vec::new();
         for f in std::fs::read_dir(&dir).unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (run e2e/tools/build.sh cert-manager-crds)",
+                "{}: {e} (run e2e/tools/build.sh cert-manager)",
                 dir.display()
             )
         }) {
@@ -346,6 +346,24 @@ impl Env {
             })
             .await;
         }
+    }
+
+    /// Starts cert-manager's controllers (`e2e/tools/build.sh cert-manager`) for the scenario's
+    /// namespace, next to the API server like the environment's other add-ons; they stop with
+    /// the returned child. Their log goes to `$TMPDIR/cert-manager-<namespace>.log`.
+    pub fn start_cert_manager(&self) -> tokio::process::Child {
+        let bin = testenv::bin_path("cert-manager-controller")
+            .expect("cert-manager-controller (e2e/tools/build.sh cert-manager)");
+        let log = std::env::temp_dir().join(format!("cert-manager-{}.log", self.ns));
+        let log = std::fs::File::create(&log).unwrap();
+        self.command(bin)
+            .arg("--kubeconfig")
+            .arg(self.state.kubeconfig())
+            .args(["--namespace", &self.ns])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting cert-manager-controller")
     }
 
     /// A namespaced API.

@@ -1,13 +1,11 @@
 //! examples/tls-cert-manager (examples/basic with `tlsCluster.enabled`, and cert-manager's Issuers
-//! and Certificates, validated by cert-manager's CRDs) on the real nodes. cert-manager's
-//! controller does not build from the Go module proxy (its `cmd/controller` module is not
-//! published there), so the test issues what it would for each Certificate, from a CA of its
-//! own. Before the Secrets exist every instance says which one is missing and nothing runs;
-//! with them the cluster comes up with
-//! mutual TLS everywhere; client-go (kvclient) works with a client certificate and is refused
-//! without one, as is any client without a certificate on PD's and the stores' ports; renewed
-//! certificates (cert-manager's normal case) reach every pod through the kubelet while a client
-//! load runs, without an error and without a restart.
+//! and Certificates) on the real nodes, with cert-manager's own controllers and CRDs (v1.21.2,
+//! from its Go module). Before the Secrets exist every instance says which one is missing and
+//! nothing runs; once cert-manager has issued them the cluster comes up with mutual TLS
+//! everywhere; client-go (kvclient) works with a client certificate and is refused without one,
+//! as is any client without a certificate on PD's and the stores' ports; every certificate
+//! renewed by cert-manager (as `cmctl renew` asks it) reaches every pod through the kubelet while
+//! a client load runs, without an error and without a restart.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,45 +14,56 @@ use std::time::{Duration, Instant};
 use api::v1alpha1::{Instance, PD, TiKV};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use operator_runtime::conditions;
 use serde_json::Value;
-use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, secret, write_dir};
+use testenv::pki::{Ca, Leaf, Pair, client_config, handshake, write_dir};
 use testenv::wait_for;
 
-/// What cert-manager would put into the Secrets of the example's Certificates (all but the CA's),
-/// with `ca` standing in for its `basic-ca` Issuer: Secret name -> (pair, DNS names). Each gets
-/// the Certificate's common name, DNS names and usages, as cert-manager issues them.
-async fn issue(env: &e2e::Env, ca: &Ca) -> BTreeMap<String, (Pair, Vec<String>)> {
-    let certificates = env.cert_manager_api("Certificate");
+/// The Secrets the operator reads, as cert-manager issued them: name -> (pair, CA bundle).
+async fn issued(env: &e2e::Env) -> Option<BTreeMap<String, (Pair, String)>> {
     let mut out = BTreeMap::new();
-    for c in certificates.list(&Default::default()).await.unwrap().items {
-        let spec = &c.data["spec"];
-        if spec["isCA"].as_bool() == Some(true) {
-            continue;
-        }
-        assert_eq!(spec["issuerRef"]["name"], "basic-ca", "{}", c.name_any());
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
+    for name in SECRETS {
+        let s = env.api::<Secret>().get_opt(name).await.ok()??;
+        let data = s.data?;
+        let text = |k: &str| String::from_utf8(data.get(k)?.0.clone()).ok();
+        let pair = Pair {
+            cert: text("tls.crt")?,
+            key: text("tls.key")?,
         };
-        let names = strings(&spec["dnsNames"]);
-        let usages = strings(&spec["usages"]);
-        let cn = spec["commonName"].as_str().unwrap();
-        let leaf = if usages.iter().any(|u| u == "server auth") {
-            assert!(usages.iter().any(|u| u == "client auth"), "{usages:?}");
-            Leaf::peer(cn, &names.iter().map(String::as_str).collect::<Vec<_>>())
-        } else {
-            assert_eq!(usages, ["client auth"]);
-            Leaf::client(cn)
-        };
-        let secret = spec["secretName"].as_str().unwrap().to_string();
-        out.insert(secret, (ca.issue(&leaf).unwrap(), names));
+        out.insert(name.to_string(), (pair, text("ca.crt")?));
     }
-    out
+    Some(out)
+}
+
+/// The Secrets of the example's Certificates, which the Cluster's defaults name.
+const SECRETS: [&str; 3] = [
+    "basic-cluster-client-secret",
+    "basic-pd-cluster-secret",
+    "basic-tikv-cluster-secret",
+];
+
+/// Asks cert-manager to reissue a Certificate now, as `cmctl renew` does: the `Issuing`
+/// condition with reason `ManuallyTriggered` on its status.
+async fn renew(env: &e2e::Env, name: &str) {
+    let certificates = env.cert_manager_api("Certificate");
+    let mut status = certificates.get_status(name).await.unwrap().data["status"].clone();
+    let conditions = status["conditions"]
+        .as_array_mut()
+        .expect("a Ready Certificate");
+    conditions.retain(|c| c["type"] != "Issuing");
+    conditions.push(serde_json::json!({
+        "type": "Issuing",
+        "status": "True",
+        "reason": "ManuallyTriggered",
+        "message": "renewal requested by the tls scenario",
+        "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+    }));
+    let patch = serde_json::json!({"status": status});
+    certificates
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 /// Runs `kvclient bench` against the cluster's PD (with the certificate in `dir` when given);
@@ -162,7 +171,8 @@ async fn pods(env: &e2e::Env) -> BTreeMap<String, (String, i32)> {
 }
 
 #[test]
-fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts() {
+fn tls_cluster_from_cert_manager_refuses_clients_without_certificates_and_renews_without_restarts()
+{
     e2e::run(async {
         let env = e2e::Env::start("tls").await;
         let ns = env.ns.clone();
@@ -182,7 +192,8 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
             })
             .await;
 
-        // Without its Secrets nothing runs, and each instance names what is missing.
+        // Without its Secrets (cert-manager not running yet) nothing runs, and each instance
+        // names what is missing.
         let missing = format!("TLS Secret {ns}/basic-pd-cluster-secret does not exist");
         wait_for(60, "PD instances reporting the missing Secret", || async {
             let pds = env.api::<PD>().list(&Default::default()).await.ok()?.items;
@@ -199,41 +210,33 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
         env.wait_event("InvalidTLSSecret", None, 30).await;
         assert!(pods(&env).await.is_empty(), "no pod without certificates");
 
-        let ca = Ca::new("tls-e2e-ca").unwrap();
-        let issued = issue(&env, &ca).await;
-        assert_eq!(
-            issued.keys().collect::<Vec<_>>(),
-            [
-                "basic-cluster-client-secret",
-                "basic-pd-cluster-secret",
-                "basic-tikv-cluster-secret"
-            ],
-            "the example has a Certificate for each Secret the operator reads"
-        );
-        for (name, (pair, _)) in &issued {
-            env.api::<Secret>()
-                .create(&PostParams::default(), &secret(name, &ca, pair))
-                .await
-                .unwrap();
-        }
+        let _cert_manager = env.start_cert_manager();
+        let secrets = wait_for(
+            120,
+            "cert-manager issuing the example's Certificates",
+            || issued(&env),
+        )
+        .await;
         ready_or_explain(&env).await;
         println!(
-            "TLS cluster: apply -> Ready in {:.1}s (Secrets created after the first check)",
+            "TLS cluster: apply -> Ready in {:.1}s (cert-manager started after the first check)",
             applied.elapsed().as_secs_f64()
         );
+        let ca_pem = secrets["basic-cluster-client-secret"].1.clone();
+        let ca = ca_pem.as_str();
 
         // PD with the operator's kind of client certificate.
-        let client = &issued["basic-cluster-client-secret"].0;
+        let client = &secrets["basic-cluster-client-secret"].0;
         let url = format!("https://basic-pd.{ns}.svc:2379");
         let pd = pdclient::PdClient::builder([url])
-            .tls(client.material(ca.pem()))
+            .tls(client.material(ca))
             .build()
             .unwrap();
         assert_eq!(e2e::up_stores(&pd, None).await, Some(3));
 
         // client-go with a certificate works; without one, or with another CA's, it does not.
         let dir = std::env::temp_dir().join(format!("tls-e2e-{ns}"));
-        write_dir(&dir.join("client"), ca.pem(), client).unwrap();
+        write_dir(&dir.join("client"), ca, client).unwrap();
         let once = ["--duration", "2s", "--keys", "1000", "--load", "1000"];
         let ok = bench(
             &env,
@@ -249,7 +252,7 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
         assert!(plain.is_err(), "client-go without TLS got in: {plain:?}");
         let stranger = Ca::new("stranger").unwrap();
         let foreign = stranger.issue(&Leaf::client("stranger")).unwrap();
-        write_dir(&dir.join("foreign"), ca.pem(), &foreign).unwrap();
+        write_dir(&dir.join("foreign"), ca, &foreign).unwrap();
         let other = bench(
             &env,
             Some(&dir.join("foreign")),
@@ -266,17 +269,17 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
         let ports = servers(&pd).await;
         assert_eq!(ports.len(), 3 + 2 * 3, "{ports:?}");
         for (addr, host, _) in &ports {
-            let ours = handshake(addr, host, client_config(ca.pem(), Some(client)).unwrap()).await;
+            let ours = handshake(addr, host, client_config(ca, Some(client)).unwrap()).await;
             assert!(
                 ours.is_ok(),
                 "{addr} refused the cluster's client: {ours:?}"
             );
-            let none = handshake(addr, host, client_config(ca.pem(), None).unwrap()).await;
+            let none = handshake(addr, host, client_config(ca, None).unwrap()).await;
             assert!(
                 none.is_err(),
                 "{addr} let a client without a certificate in"
             );
-            let other = handshake(addr, host, client_config(ca.pem(), Some(&foreign)).unwrap());
+            let other = handshake(addr, host, client_config(ca, Some(&foreign)).unwrap());
             assert!(other.await.is_err(), "{addr} let another CA's client in");
         }
 
@@ -298,23 +301,27 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
             let env = &env;
             async move { bench(env, Some(&client_dir), &args, Duration::from_secs(240)).await }
         };
-        let renew = async {
+        let renewal = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let began = Instant::now();
-            let renewed = issue(&env, &ca).await;
-            for (name, (pair, _)) in &renewed {
-                let s = serde_json::to_value(secret(name, &ca, pair)).unwrap();
-                env.api::<Secret>()
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&s))
-                    .await
-                    .unwrap();
+            for name in SECRETS {
+                renew(&env, name).await;
             }
+            let what = "cert-manager reissuing every certificate";
+            let renewed = wait_for(120, what, || async {
+                let now = issued(&env).await?;
+                SECRETS
+                    .iter()
+                    .all(|n| now[*n].0 != secrets[*n].0)
+                    .then_some(now)
+            })
+            .await;
             let new_client = &renewed["basic-cluster-client-secret"].0;
             for (addr, host, from) in &ports {
                 let want = renewed[*from].0.der();
                 let what = format!("{addr} presenting its renewed certificate");
                 wait_for(150, &what, || async {
-                    let config = client_config(ca.pem(), Some(new_client)).unwrap();
+                    let config = client_config(ca, Some(new_client)).unwrap();
                     let served = handshake(addr, host, config).await.ok()?;
                     (served == want).then_some(())
                 })
@@ -322,7 +329,7 @@ fn tls_cluster_refuses_clients_without_certificates_and_renews_without_restarts(
             }
             began.elapsed()
         };
-        let (result, took) = tokio::join!(load, renew);
+        let (result, took) = tokio::join!(load, renewal);
         println!("renewal: every server presented its new certificate after {took:?}");
         let result = result.expect("the load runs through the renewal");
         println!("kvclient bench during the renewal: {result}");
