@@ -461,19 +461,7 @@ mod tests {
     use crate::instance::fixtures::*;
 
     fn secret(ca: &Ca, pair: &Pair) -> Secret {
-        let data = [
-            (tls::CA, ca.pem()),
-            (tls::CERT, pair.cert.as_str()),
-            (tls::KEY, pair.key.as_str()),
-        ];
-        Secret {
-            data: Some(
-                data.into_iter()
-                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
+        testenv::pki::secret("certs", ca, pair)
     }
 
     fn tls_cluster() -> api::v1alpha1::Cluster {
