@@ -3,54 +3,29 @@
 //! bundle with a second CA) apply to the next connection without a restart, while a broken
 //! change leaves the last good set in use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair,
-};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use testenv::pki::{Ca, Leaf, Pair, write_dir};
 use tls::config::{self, ALPN_GRPC, ClientAuth};
-use tls::{Material, Paths, Reloading};
+use tls::{Paths, Reloading};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_service::Service;
 
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
 fn ca(name: &str) -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, name.to_string());
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    let pem = p.self_signed(&key).unwrap().pem();
-    Ca {
-        pem,
-        issuer: Issuer::new(p, key),
-    }
+    Ca::new(name).unwrap()
 }
 
-/// A certificate for 127.0.0.1 with server and client usage: `(cert, key)`.
-fn leaf(ca: &Ca) -> (String, String) {
-    let mut p =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    p.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    (
-        p.signed_by(&key, &ca.issuer).unwrap().pem(),
-        key.serialize_pem(),
-    )
+/// A certificate for 127.0.0.1 with server and client usage.
+fn leaf(ca: &Ca) -> Pair {
+    ca.issue(&Leaf::peer("test", &["127.0.0.1", "localhost"]))
+        .unwrap()
 }
 
-fn write(dir: &Path, ca: &str, (cert, key): &(String, String)) {
-    std::fs::write(dir.join("ca.crt"), ca).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
+/// The three files in `dir`, swapped at once as the kubelet updates a Secret volume.
+fn write(dir: &std::path::Path, ca: &str, pair: &Pair) {
+    write_dir(dir, ca, pair).unwrap();
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -60,30 +35,8 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-fn client_config(ca: &str, leaf: Option<&(String, String)>) -> Arc<rustls::ClientConfig> {
-    match leaf {
-        Some((cert, key)) => {
-            let m = Material {
-                ca: ca.into(),
-                cert: cert.clone().into(),
-                key: key.clone().into(),
-            };
-            Arc::new(config::client(&m.parse().unwrap(), ALPN_GRPC).unwrap())
-        }
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-                roots.add(c.unwrap()).unwrap();
-            }
-            Arc::new(
-                rustls::ClientConfig::builder_with_provider(config::provider())
-                    .with_safe_default_protocol_versions()
-                    .unwrap()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
-        }
-    }
+fn client_config(ca: &str, leaf: Option<&Pair>) -> Arc<rustls::ClientConfig> {
+    Arc::new(testenv::pki::client_config(ca, leaf).unwrap())
 }
 
 /// Dials the server, sends a byte and reads its echo: `Ok(the server's certificate)`.
@@ -103,18 +56,12 @@ async fn exchange(port: u16, config: Arc<rustls::ClientConfig>) -> Result<Vec<u8
     Ok(served)
 }
 
-fn der(pem: &str) -> Vec<u8> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
-}
-
 #[tokio::test]
 async fn mutual_tls_and_reloading_without_restart() {
     let dir = temp_dir("reload");
     let (a, b) = (ca("a"), ca("b"));
     let first = leaf(&a);
-    write(&dir, &a.pem, &first);
+    write(&dir, a.pem(), &first);
     let reloading = Arc::new(
         Reloading::new(
             Paths::in_dir(&dir),
@@ -143,44 +90,51 @@ async fn mutual_tls_and_reloading_without_restart() {
 
     let client_a = leaf(&a);
     assert_eq!(
-        exchange(port, client_config(&a.pem, Some(&client_a)))
+        exchange(port, client_config(a.pem(), Some(&client_a)))
             .await
             .unwrap(),
-        der(&first.0)
+        first.der()
     );
     // Without a certificate, or with one of another CA: refused.
-    assert!(exchange(port, client_config(&a.pem, None)).await.is_err());
+    assert!(exchange(port, client_config(a.pem(), None)).await.is_err());
     let client_b = leaf(&b);
     assert!(
-        exchange(port, client_config(&a.pem, Some(&client_b)))
+        exchange(port, client_config(a.pem(), Some(&client_b)))
             .await
             .is_err()
     );
 
     // Renewed: the next connection gets the new certificate.
     let renewed = leaf(&a);
-    write(&dir, &a.pem, &renewed);
+    write(&dir, a.pem(), &renewed);
     assert_eq!(
-        exchange(port, client_config(&a.pem, Some(&client_a)))
+        exchange(port, client_config(a.pem(), Some(&client_a)))
             .await
             .unwrap(),
-        der(&renewed.0)
+        renewed.der()
     );
 
     // A broken change (a key of another certificate) leaves the renewed one in use.
-    write(&dir, &a.pem, &(renewed.0.clone(), leaf(&a).1));
+    write(
+        &dir,
+        a.pem(),
+        &Pair {
+            cert: renewed.cert.clone(),
+            key: leaf(&a).key,
+        },
+    );
     assert_eq!(
-        exchange(port, client_config(&a.pem, Some(&client_a)))
+        exchange(port, client_config(a.pem(), Some(&client_a)))
             .await
             .unwrap(),
-        der(&renewed.0)
+        renewed.der()
     );
 
     // CA rotation, step 1: a bundle of both CAs is trusted, so clients of either get in.
-    let bundle = format!("{}{}", a.pem, b.pem);
+    let bundle = format!("{}{}", a.pem(), b.pem());
     write(&dir, &bundle, &renewed);
     assert!(
-        exchange(port, client_config(&a.pem, Some(&client_a)))
+        exchange(port, client_config(a.pem(), Some(&client_a)))
             .await
             .is_ok()
     );
@@ -196,17 +150,17 @@ async fn mutual_tls_and_reloading_without_restart() {
         exchange(port, client_config(&bundle, Some(&client_a)))
             .await
             .unwrap(),
-        der(&from_b.0)
+        from_b.der()
     );
     // Step 3: only the new CA: clients of the old one are refused.
-    write(&dir, &b.pem, &from_b);
+    write(&dir, b.pem(), &from_b);
     assert!(
         exchange(port, client_config(&bundle, Some(&client_a)))
             .await
             .is_err()
     );
     assert!(
-        exchange(port, client_config(&b.pem, Some(&client_b)))
+        exchange(port, client_config(b.pem(), Some(&client_b)))
             .await
             .is_ok()
     );
@@ -217,7 +171,14 @@ async fn mutual_tls_and_reloading_without_restart() {
 fn a_broken_set_does_not_load() {
     let dir = temp_dir("broken");
     let a = ca("a");
-    write(&dir, &a.pem, &(leaf(&a).0, leaf(&a).1));
+    write(
+        &dir,
+        a.pem(),
+        &Pair {
+            cert: leaf(&a).cert,
+            key: leaf(&a).key,
+        },
+    );
     let err = Reloading::new(
         Paths::in_dir(&dir),
         Box::new(|p| config::server(p, ALPN_GRPC, ClientAuth::Required)),
