@@ -153,10 +153,17 @@ fn basic_cluster_ready_scale_out_and_pod_recreation() {
                 .await
                 .ok()?;
             (members.len() == 3 && objects.items.len() == 3).then_some(())?;
-            Some(pd.leader().await.ok()?.name)
+            pd.leader().await.ok()?;
+            Some(members.into_iter().map(|m| m.name).collect::<Vec<_>>())
         })
         .await;
-        assert_eq!(after, leader, "the PD leader was kept");
+        // The operator removed followers only. (PD may still elect another leader meanwhile:
+        // removing the member that leads etcd's raft, which need not be PD's leader, can cost
+        // PD's leader its lease on this loaded machine.)
+        assert!(
+            after.contains(&leader),
+            "the PD leader {leader} was removed; members now: {after:?}"
+        );
 
         // An image that cannot run: the rollout stops at the first store and says why.
         let bad =
