@@ -9,6 +9,14 @@ use tikv_sim::config::{Cli, Config};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // As TiKV does: a panic in any thread (the raftstore's above all) ends the process, so that
+    // it is restarted and recovers from its data, rather than living on with a dead raftstore
+    // that still answers PD's heartbeats.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(1);
+    }));
     let cli = Cli::parse();
     let cfg = Config::from_cli(&cli)?;
     let filter = EnvFilter::try_new(&cfg.log_level).context("invalid --log-level")?;

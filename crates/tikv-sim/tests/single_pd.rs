@@ -506,3 +506,60 @@ async fn an_unbootstrapped_cluster_is_reported_as_such_until_a_store_bootstraps_
     )
     .await;
 }
+
+/// Failover as the operator drives it, without Kubernetes: a store frozen until PD has replaced
+/// its replicas elsewhere, then thawed while it still holds the stale ones; another store then
+/// leaves, so PD must create new replicas on the thawed store for regions whose old replicas it
+/// is destroying at the same moment. It does, keeps running, and the leaving store drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thawed_store_takes_new_replicas_of_regions_it_held_stale_ones_of() {
+    let (mut pd, client) = start(1, 4).await;
+    let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
+    wait_replicated(&client, &ids, 3, 48).await;
+    let (frozen, leaving) = (ids[2], ids[3]);
+    pd.store(2).freeze().unwrap();
+    eventually(
+        "PD has replaced the frozen store's replicas",
+        Duration::from_secs(120),
+        || async {
+            let s = client.store(frozen).await.map_err(|e| e.to_string())?;
+            let down = client
+                .down_peer_regions()
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.store.state_name == StoreStateName::Down && down.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}, {} down-peer regions",
+                    s.store.state_name,
+                    down.len()
+                ))
+            }
+        },
+    )
+    .await;
+    pd.store(2).thaw().unwrap();
+    eventually("the thawed store Up", Duration::from_secs(60), || async {
+        let s = client.store(frozen).await.map_err(|e| e.to_string())?;
+        (s.store.state_name == StoreStateName::Up)
+            .then_some(())
+            .ok_or_else(|| s.store.state_name.to_string())
+    })
+    .await;
+    client.delete_store(leaving).await.unwrap();
+    eventually(
+        "the leaving store drained to a tombstone",
+        Duration::from_secs(180),
+        || async {
+            let s = client.store(leaving).await.map_err(|e| e.to_string())?;
+            (s.store.state_name == StoreStateName::Tombstone)
+                .then_some(())
+                .ok_or_else(|| format!("{}: {} regions", s.store.state_name, s.status.region_count))
+        },
+    )
+    .await;
+    assert!(pd.store_mut(2).is_running(), "the thawed store died");
+    // Every region with three caught-up voters on the three stores left.
+    wait_replicated(&client, &[ids[0], ids[1], frozen], 3, 48).await;
+}

@@ -806,6 +806,13 @@ impl Store {
         if !is_initial_msg(msg) {
             return false;
         }
+        // A replica of the region destroyed here keeps its raft log until the checkpoint
+        // without it is durable (a round or two); a new replica created before that would start
+        // from the old log. TiKV too creates no peer while a destroyed one is being cleaned up;
+        // the leader's next message creates it.
+        if self.pending_clean.contains(&region_id) {
+            return false;
+        }
         // The range is still ours under another region (a split not applied here yet).
         let overlap = self.peers.values().any(|p| {
             p.initialized
