@@ -129,6 +129,8 @@ fn charts_render_hardened_and_least_privilege() {
                 .iter()
                 .find(|d| d["kind"] == "Deployment")
                 .expect("a Deployment");
+            // A standby is not Ready until it leads: a rolling update could never finish.
+            assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate", "{chart}");
             let pod = &deploy["spec"]["template"]["spec"];
             let c = &pod["containers"][0];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{chart}");
