@@ -286,25 +286,12 @@ async fn killed_store_goes_disconnected_then_down_and_recovers() {
     );
 
     pd.store_mut(0).restart().await.unwrap();
-    eventually(
+    in_state_without_down_peers(
+        &client,
+        dead,
+        StoreStateName::Up,
         "Up again with no down peers",
-        Duration::from_secs(30),
-        || async {
-            let s = client.store(dead).await.map_err(|e| e.to_string())?;
-            let down = client
-                .down_peer_regions()
-                .await
-                .map_err(|e| e.to_string())?;
-            if s.store.state_name == StoreStateName::Up && down.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} with {} down-peer regions",
-                    s.store.state_name,
-                    down.len()
-                ))
-            }
-        },
+        30,
     )
     .await;
 }
@@ -518,25 +505,12 @@ async fn a_thawed_store_takes_new_replicas_of_regions_it_held_stale_ones_of() {
     wait_replicated(&client, &ids, 3, 48).await;
     let (frozen, leaving) = (ids[2], ids[3]);
     pd.store(2).freeze().unwrap();
-    eventually(
+    in_state_without_down_peers(
+        &client,
+        frozen,
+        StoreStateName::Down,
         "PD has replaced the frozen store's replicas",
-        Duration::from_secs(120),
-        || async {
-            let s = client.store(frozen).await.map_err(|e| e.to_string())?;
-            let down = client
-                .down_peer_regions()
-                .await
-                .map_err(|e| e.to_string())?;
-            if s.store.state_name == StoreStateName::Down && down.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{}, {} down-peer regions",
-                    s.store.state_name,
-                    down.len()
-                ))
-            }
-        },
+        120,
     )
     .await;
     pd.store(2).thaw().unwrap();
@@ -562,4 +536,32 @@ async fn a_thawed_store_takes_new_replicas_of_regions_it_held_stale_ones_of() {
     assert!(pd.store_mut(2).is_running(), "the thawed store died");
     // Every region with three caught-up voters on the three stores left.
     wait_replicated(&client, &[ids[0], ids[1], frozen], 3, 48).await;
+}
+
+/// Waits until PD reports store `id` in `state` and no region with a down peer (for a Down
+/// store: PD has replaced its replicas elsewhere).
+async fn in_state_without_down_peers(
+    client: &pdclient::PdClient,
+    id: u64,
+    state: StoreStateName,
+    what: &str,
+    secs: u64,
+) {
+    eventually(what, Duration::from_secs(secs), || async {
+        let s = client.store(id).await.map_err(|e| e.to_string())?;
+        let down = client
+            .down_peer_regions()
+            .await
+            .map_err(|e| e.to_string())?;
+        if s.store.state_name == state && down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} with {} down-peer regions",
+                s.store.state_name,
+                down.len()
+            ))
+        }
+    })
+    .await
 }
