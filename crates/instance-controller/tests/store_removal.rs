@@ -29,12 +29,9 @@ async fn removal_progress_comes_from_pd_until_the_store_is_gone() {
     }
     let client = PdClient::builder(pd.endpoints()).build().unwrap();
     let victim = pd.store(3).id();
-    let endpoints: Vec<String> = pd
-        .endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_string())
-        .collect();
-    let raw = RawClient::new(endpoints).await.expect("client connects");
+    let raw = RawClient::new(pd.addresses())
+        .await
+        .expect("client connects");
     for region in 0..REGIONS {
         let pairs: Vec<KvPair> = (0..VALUES_PER_REGION)
             .map(|i| KvPair::new(format!("sim{region:06}/{i:04}"), vec![b'v'; VALUE_BYTES]))

@@ -353,6 +353,15 @@ impl PdCluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
+    /// [`PdCluster::endpoints`] without the scheme (`127.0.0.1:port`): what TiKV's clients
+    /// (client-go, tikv-client) take as PD addresses.
+    pub fn addresses(&self) -> Vec<String> {
+        self.endpoints()
+            .iter()
+            .map(|e| e.trim_start_matches("http://").to_string())
+            .collect()
+    }
+
     /// The members.
     pub fn members(&self) -> &[PdMember] {
         &self.members

@@ -24,11 +24,7 @@ region-split-size = "1MiB"
 "#;
 
 fn pd_addrs(pd: &PdCluster) -> String {
-    pd.endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    pd.addresses().join(",")
 }
 
 /// Runs `kvclient bench` and returns its JSON result.

@@ -17,12 +17,9 @@ async fn the_rust_client_reads_and_writes_across_splits() {
     let (pd, client) = start_with(1, 3, options).await;
     let ids: Vec<u64> = pd.stores().iter().map(|s| s.id()).collect();
     wait_replicated(&client, &ids, 3, 8).await;
-    let endpoints: Vec<String> = pd
-        .endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_string())
-        .collect();
-    let raw = RawClient::new(endpoints).await.expect("client connects");
+    let raw = RawClient::new(pd.addresses())
+        .await
+        .expect("client connects");
 
     let value = |i: u32| format!("value-{i}-{}", "x".repeat(100)).into_bytes();
     let pairs: Vec<(Key, Vec<u8>)> = (0..1000u32)
